@@ -1,0 +1,139 @@
+//! The product catalogue orders are priced from.
+//!
+//! Products are reference data, not an event-sourced aggregate: an order
+//! records the price it was placed at (`OrderLine::unit_price`), so history
+//! never depends on today's catalogue, and nothing in the write model needs a
+//! product's past. The catalogue is reached through the `Catalog` trait; the
+//! server backs it with a table, tests with `InMemoryCatalog`.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+
+use crate::values::{Money, PricingUnit, Sku, Text, UnitPrice, ValueError};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Category {
+    Fruit,
+    Vegetable,
+    Herb,
+    Mushroom,
+    Organic,
+    Imported,
+}
+
+/// Nutrition per 100 g, in integer units (kcal, milligrams).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Nutrition {
+    pub energy_kcal: u32,
+    pub protein_mg: u32,
+    pub carbohydrate_mg: u32,
+    pub sugar_mg: u32,
+    pub fat_mg: u32,
+    pub fibre_mg: u32,
+}
+
+impl Nutrition {
+    /// Macronutrients cannot weigh more than the 100 g they are measured in.
+    pub fn validate(&self) -> Result<(), ValueError> {
+        let total = self.protein_mg as u64
+            + self.carbohydrate_mg as u64
+            + self.fat_mg as u64
+            + self.fibre_mg as u64;
+        if total > 100_000 {
+            return Err(ValueError::new(
+                "nutrition",
+                "macronutrients exceed 100 g per 100 g",
+            ));
+        }
+        if self.sugar_mg > self.carbohydrate_mg {
+            return Err(ValueError::new("nutrition", "sugar exceeds carbohydrate"));
+        }
+        Ok(())
+    }
+}
+
+/// A product as sold: price per kg or per unit.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Product {
+    pub sku: Sku,
+    pub name: Text<120>,
+    /// The first category is the primary one; `organic`/`imported` are tags.
+    pub categories: Vec<Category>,
+    pub price: UnitPrice,
+    /// Country of origin, ISO 3166-1 alpha-2.
+    pub origin: String,
+    pub nutrition: Nutrition,
+}
+
+impl Product {
+    pub fn new(
+        sku: Sku,
+        name: &str,
+        categories: Vec<Category>,
+        price: Money,
+        per: PricingUnit,
+        origin: &str,
+        nutrition: Nutrition,
+    ) -> Result<Self, ValueError> {
+        if categories.is_empty() {
+            return Err(ValueError::new("categories", "at least one is required"));
+        }
+        if price.is_zero() {
+            return Err(ValueError::new("price", "a product cannot be free"));
+        }
+        if origin.len() != 2 || !origin.bytes().all(|b| b.is_ascii_uppercase()) {
+            return Err(ValueError::new(
+                "origin",
+                format!("{origin:?} is not an ISO 3166-1 alpha-2 code"),
+            ));
+        }
+        nutrition.validate()?;
+        Ok(Product {
+            sku,
+            name: name.parse()?,
+            categories,
+            price: UnitPrice { amount: price, per },
+            origin: origin.to_string(),
+            nutrition,
+        })
+    }
+}
+
+/// Where aggregates look prices up.
+#[async_trait]
+pub trait Catalog: Send + Sync {
+    async fn product(&self, sku: &Sku) -> Option<Product>;
+}
+
+/// A catalogue held in memory (tests, demo).
+#[derive(Debug, Default)]
+pub struct InMemoryCatalog(RwLock<BTreeMap<Sku, Product>>);
+
+impl InMemoryCatalog {
+    pub fn new(products: impl IntoIterator<Item = Product>) -> Self {
+        let c = InMemoryCatalog::default();
+        for p in products {
+            c.upsert(p);
+        }
+        c
+    }
+    pub fn upsert(&self, p: Product) {
+        self.0
+            .write()
+            .expect("catalog lock")
+            .insert(p.sku.clone(), p);
+    }
+}
+
+#[async_trait]
+impl Catalog for InMemoryCatalog {
+    async fn product(&self, sku: &Sku) -> Option<Product> {
+        self.0.read().expect("catalog lock").get(sku).cloned()
+    }
+}

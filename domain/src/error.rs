@@ -1,0 +1,19 @@
+//! What every aggregate error shares: a stable machine-readable code and the
+//! kind of failure, which the command API maps to an HTTP status.
+
+/// The kind of a rejected command.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    /// The input is well-formed but not acceptable (422).
+    Invalid,
+    /// Something the command names does not exist (404).
+    NotFound,
+    /// The command is not allowed in the aggregate's current state (409).
+    Conflict,
+}
+
+pub trait DomainError: std::error::Error {
+    /// A stable snake_case code, part of the API contract.
+    fn code(&self) -> &'static str;
+    fn kind(&self) -> ErrorKind;
+}
