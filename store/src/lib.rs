@@ -1,1 +1,175 @@
+//! Freshledger's event log.
+//!
+//! Aggregates append through cqrs-es ([`Repo`] is the `PersistedEventRepository`
+//! for both backends: Postgres through postgres-es, SQLite of our own). Every
+//! event gets a global position, and [`Store::read_all`] returns events in
+//! position order without ever skipping one that commits late (see
+//! ARCHITECTURE.md, "One global order"). Named, durable subscriptions
+//! ([`subscription`]) tail the log from their checkpoints.
 
+pub mod command;
+mod error;
+pub mod log;
+mod pg;
+mod repo;
+mod sqlite;
+pub mod subscription;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{PgPool, SqlitePool};
+use tokio::sync::{mpsc, watch};
+
+pub use command::{Aggregates, Appended, CommandError, RetryPolicy};
+pub use error::StoreError;
+pub use repo::Repo;
+pub use subscription::{Handler, HandlerError, StoreTx, Subscription, SubscriptionStatus};
+
+/// How to reach and use the event log.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// `sqlite://path/to/file.db` or `postgres://user@host/db`.
+    pub url: String,
+    /// Snapshot an aggregate every this many events (0: never).
+    pub snapshot_every: usize,
+    pub max_connections: u32,
+    /// How often subscriptions look for new events when nothing woke them.
+    pub poll_interval: Duration,
+    /// Aggregate states kept in memory per aggregate type (0: none).
+    pub aggregate_cache: usize,
+}
+
+impl StoreConfig {
+    pub fn new(url: impl Into<String>) -> Self {
+        StoreConfig {
+            url: url.into(),
+            snapshot_every: 100,
+            max_connections: 16,
+            poll_interval: Duration::from_millis(500),
+            aggregate_cache: 10_000,
+        }
+    }
+}
+
+/// The database behind the log.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// A handle on the event log; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Backend,
+    config: StoreConfig,
+    /// Bumped after every local append and every cross-process notification.
+    wake: watch::Sender<u64>,
+    /// Postgres: asks the notifier task to tell other processes (coalesced).
+    notify_others: Option<mpsc::Sender<()>>,
+}
+
+impl Store {
+    /// Connects (creating the SQLite file and its folder if needed). Does not
+    /// migrate: call [`Store::migrate`].
+    pub async fn connect(config: StoreConfig) -> Result<Store, StoreError> {
+        let url = config.url.as_str();
+        let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(config.max_connections)
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(opts)
+                .await?;
+            Backend::Postgres(pool)
+        } else if let Some(path) = url.strip_prefix("sqlite://") {
+            let path = path.split('?').next().unwrap_or(path);
+            if let Some(dir) = std::path::Path::new(path).parent() {
+                if !dir.as_os_str().is_empty() {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|e| StoreError::Config(format!("creating {dir:?}: {e}")))?;
+                }
+            }
+            let opts = SqliteConnectOptions::from_str(url)?
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(30))
+                .foreign_keys(true);
+            let pool = SqlitePoolOptions::new()
+                .max_connections(config.max_connections.clamp(1, 8))
+                .acquire_timeout(Duration::from_secs(30))
+                .connect_with(opts)
+                .await?;
+            Backend::Sqlite(pool)
+        } else {
+            return Err(StoreError::Config(format!(
+                "unsupported database URL {url:?}: use sqlite://... or postgres://..."
+            )));
+        };
+        let (wake, _) = watch::channel(0u64);
+        let notify_others = match &backend {
+            Backend::Postgres(pool) => Some(pg::spawn_notifier(pool.clone(), wake.clone()).await?),
+            Backend::Sqlite(_) => None,
+        };
+        Ok(Store {
+            inner: Arc::new(Inner {
+                backend,
+                config,
+                wake,
+                notify_others,
+            }),
+        })
+    }
+
+    /// Applies the schema migrations of the backend (idempotent).
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        match &self.inner.backend {
+            Backend::Postgres(pool) => sqlx::migrate!("./migrations/postgres").run(pool).await?,
+            Backend::Sqlite(pool) => sqlx::migrate!("./migrations/sqlite").run(pool).await?,
+        }
+        Ok(())
+    }
+
+    pub fn backend(&self) -> &Backend {
+        &self.inner.backend
+    }
+
+    pub fn config(&self) -> &StoreConfig {
+        &self.inner.config
+    }
+
+    /// A cqrs-es repository on this store.
+    pub fn repo(&self) -> Repo {
+        Repo::new(self.clone())
+    }
+
+    /// A receiver that changes whenever new events may be readable.
+    pub fn wakeups(&self) -> watch::Receiver<u64> {
+        self.inner.wake.subscribe()
+    }
+
+    /// Called after a local commit of events.
+    pub(crate) fn appended(&self) {
+        self.inner.wake.send_modify(|n| *n = n.wrapping_add(1));
+        if let Some(tx) = &self.inner.notify_others {
+            // Full means a notification is already pending: coalesced.
+            let _ = tx.try_send(());
+        }
+    }
+
+    pub async fn close(&self) {
+        match &self.inner.backend {
+            Backend::Postgres(p) => p.close().await,
+            Backend::Sqlite(p) => p.close().await,
+        }
+    }
+}

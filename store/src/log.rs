@@ -1,0 +1,160 @@
+//! Reading the log: globally, per stream, per correlation.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use event_schemas::envelope::{keys, EventMetadata};
+use event_schemas::upcast::upcast;
+use event_schemas::RecordedEvent;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::{pg, sqlite, Backend, Store, StoreError};
+
+/// A row of the events table, before upcasting.
+pub(crate) struct RawEvent {
+    pub position: i64,
+    pub aggregate_type: String,
+    pub aggregate_id: String,
+    pub sequence: i64,
+    pub event_type: String,
+    pub event_version: String,
+    pub payload: Value,
+    pub metadata: Value,
+    pub recorded_at: DateTime<Utc>,
+}
+
+impl RawEvent {
+    pub(crate) fn into_recorded(self) -> Result<RecordedEvent, StoreError> {
+        let corrupt = |reason: String| StoreError::Corrupt {
+            position: self.position,
+            reason,
+        };
+        let (event_version, mut tagged) = upcast(
+            &self.event_type,
+            self.event_version.clone(),
+            self.payload.clone(),
+        )
+        .map_err(corrupt)?;
+        let payload = tagged
+            .get_mut(&self.event_type)
+            .map(Value::take)
+            .ok_or_else(|| corrupt(format!("payload is not tagged {}", self.event_type)))?;
+        let map: HashMap<String, String> = serde_json::from_value(self.metadata.clone())
+            .map_err(|e| corrupt(format!("metadata: {e}")))?;
+        let meta = EventMetadata::from_map(&map).map_err(|e| corrupt(e.to_string()))?;
+        let event_id = map
+            .get(keys::EVENT_ID)
+            .and_then(|s| Uuid::parse_str(s).ok())
+            .ok_or_else(|| corrupt("metadata has no event_id".into()))?;
+        Ok(RecordedEvent {
+            event_id,
+            global_position: self.position as u64,
+            stream_type: self.aggregate_type,
+            stream_id: self.aggregate_id,
+            stream_version: self.sequence as u64,
+            event_type: self.event_type,
+            event_version,
+            occurred_at: meta.occurred_at,
+            recorded_at: self.recorded_at,
+            correlation_id: meta.correlation_id,
+            causation_id: meta.causation_id,
+            actor: meta.actor,
+            payload,
+        })
+    }
+}
+
+impl Store {
+    /// Up to `limit` events after `after`, in global position order. Never
+    /// returns an event while one with a lower position can still commit.
+    pub async fn read_all(
+        &self,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let raw = match self.backend() {
+            Backend::Postgres(pool) => pg::read_all(pool, after as i64, limit as i64).await?,
+            Backend::Sqlite(pool) => sqlite::read_all(pool, after as i64, limit as i64).await?,
+        };
+        raw.into_iter().map(RawEvent::into_recorded).collect()
+    }
+
+    /// Every event of one stream, in stream order.
+    pub async fn read_stream(
+        &self,
+        stream_type: &str,
+        stream_id: &str,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let raw = match self.backend() {
+            Backend::Postgres(pool) => pg::read_stream(pool, stream_type, stream_id).await?,
+            Backend::Sqlite(pool) => sqlite::read_stream(pool, stream_type, stream_id).await?,
+        };
+        raw.into_iter().map(RawEvent::into_recorded).collect()
+    }
+
+    /// Every event of one business flow, in global order.
+    pub async fn read_correlation(
+        &self,
+        correlation_id: Uuid,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let raw = match self.backend() {
+            Backend::Postgres(pool) => pg::read_correlation(pool, correlation_id).await?,
+            Backend::Sqlite(pool) => sqlite::read_correlation(pool, correlation_id).await?,
+        };
+        raw.into_iter().map(RawEvent::into_recorded).collect()
+    }
+
+    /// The highest position any reader may safely read up to now.
+    pub async fn head(&self) -> Result<u64, StoreError> {
+        Ok(match self.backend() {
+            Backend::Postgres(pool) => pg::safe_head(pool).await?,
+            Backend::Sqlite(pool) => sqlite::head(pool).await?,
+        } as u64)
+    }
+
+    /// How many events the log holds.
+    pub async fn count(&self) -> Result<u64, StoreError> {
+        let n: i64 = match self.backend() {
+            Backend::Postgres(pool) => {
+                sqlx::query_scalar("SELECT count(*) FROM events")
+                    .fetch_one(pool)
+                    .await?
+            }
+            Backend::Sqlite(pool) => {
+                sqlx::query_scalar("SELECT count(*) FROM events")
+                    .fetch_one(pool)
+                    .await?
+            }
+        };
+        Ok(n as u64)
+    }
+
+    /// The global position of one event of a stream.
+    pub async fn position_of(
+        &self,
+        stream_type: &str,
+        stream_id: &str,
+        stream_version: u64,
+    ) -> Result<Option<u64>, StoreError> {
+        let p: Option<i64> = match self.backend() {
+            Backend::Postgres(pool) => sqlx::query_scalar(
+                "SELECT position FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
+            )
+            .bind(stream_type)
+            .bind(stream_id)
+            .bind(stream_version as i64)
+            .fetch_optional(pool)
+            .await?,
+            Backend::Sqlite(pool) => sqlx::query_scalar(
+                "SELECT position FROM events WHERE aggregate_type = ? AND aggregate_id = ? AND sequence = ?",
+            )
+            .bind(stream_type)
+            .bind(stream_id)
+            .bind(stream_version as i64)
+            .fetch_optional(pool)
+            .await?,
+        };
+        Ok(p.map(|p| p as u64))
+    }
+}

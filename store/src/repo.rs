@@ -1,0 +1,180 @@
+//! The cqrs-es repository over either backend.
+
+use cqrs_es::persist::{
+    PersistedEventRepository, PersistenceError, ReplayStream, SerializedEvent, SerializedSnapshot,
+};
+use cqrs_es::Aggregate;
+use event_schemas::envelope::keys;
+use postgres_es::PostgresEventRepository;
+use serde_json::Value;
+use uuid::Uuid;
+
+use std::cell::RefCell;
+
+use crate::{pg, sqlite, Backend, Store};
+
+tokio::task_local! {
+    /// Positions of the events the current task's commit appended, so the
+    /// command layer can report them without another query.
+    pub(crate) static COMMITTED: RefCell<Vec<i64>>;
+}
+
+/// What cqrs-es persists through: postgres-es on Postgres, ours on SQLite.
+/// Both stamp every event with its own UUID v7 `event_id` in the metadata
+/// and wake this process's subscribers after a commit.
+pub struct Repo {
+    store: Store,
+    pg: Option<PostgresEventRepository>,
+}
+
+impl Repo {
+    pub(crate) fn new(store: Store) -> Self {
+        let pg = match store.backend() {
+            Backend::Postgres(pool) => Some(PostgresEventRepository::new(pool.clone())),
+            Backend::Sqlite(_) => None,
+        };
+        Repo { store, pg }
+    }
+}
+
+fn with_event_ids(events: &[SerializedEvent]) -> Vec<SerializedEvent> {
+    events
+        .iter()
+        .map(|e| {
+            let mut e = e.clone();
+            if let Value::Object(m) = &mut e.metadata {
+                m.entry(keys::EVENT_ID)
+                    .or_insert_with(|| Value::String(Uuid::now_v7().to_string()));
+            }
+            e
+        })
+        .collect()
+}
+
+impl PersistedEventRepository for Repo {
+    async fn get_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        match (&self.pg, self.store.backend()) {
+            (Some(pg), _) => pg.get_events::<A>(aggregate_id).await,
+            (None, Backend::Sqlite(pool)) => {
+                sqlite::get_events(pool, A::TYPE, aggregate_id, 0).await
+            }
+            (None, Backend::Postgres(_)) => unreachable!("postgres repository is built in new"),
+        }
+    }
+
+    async fn get_last_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+        last_sequence: usize,
+    ) -> Result<Vec<SerializedEvent>, PersistenceError> {
+        match (&self.pg, self.store.backend()) {
+            (Some(_), Backend::Postgres(pool)) => {
+                pg::get_events_after(pool, A::TYPE, aggregate_id, last_sequence).await
+            }
+            (_, Backend::Sqlite(pool)) => {
+                sqlite::get_events(pool, A::TYPE, aggregate_id, last_sequence).await
+            }
+            (None, Backend::Postgres(_)) => unreachable!("postgres repository is built in new"),
+        }
+    }
+
+    async fn get_snapshot<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
+        match (&self.pg, self.store.backend()) {
+            (Some(pg), _) => pg.get_snapshot::<A>(aggregate_id).await,
+            (None, Backend::Sqlite(pool)) => {
+                sqlite::get_snapshot(pool, A::TYPE, aggregate_id).await
+            }
+            (None, Backend::Postgres(_)) => unreachable!("postgres repository is built in new"),
+        }
+    }
+
+    async fn persist<A: Aggregate>(
+        &self,
+        events: &[SerializedEvent],
+        snapshot_update: Option<(String, Value, usize)>,
+    ) -> Result<(), PersistenceError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let events = with_event_ids(events);
+        let positions = match (&self.pg, self.store.backend()) {
+            (Some(_), Backend::Postgres(pool)) if snapshot_update.is_none() => {
+                pg::append(pool, &events).await?
+            }
+            (Some(repo), Backend::Postgres(pool)) => {
+                // A snapshot is due: postgres-es writes events and snapshot in
+                // one transaction.
+                repo.persist::<A>(&events, snapshot_update).await?;
+                let (first, last) = (events[0].sequence, events[events.len() - 1].sequence);
+                pg::positions_of(pool, A::TYPE, &events[0].aggregate_id, first, last).await?
+            }
+            (_, Backend::Sqlite(pool)) => {
+                sqlite::persist(pool, A::TYPE, &events, snapshot_update).await?
+            }
+            (None, Backend::Postgres(_)) => unreachable!("postgres repository is built in new"),
+        };
+        self.store.appended();
+        let _ = COMMITTED.try_with(|c| c.borrow_mut().extend(positions));
+        Ok(())
+    }
+
+    async fn stream_events<A: Aggregate>(
+        &self,
+        aggregate_id: &str,
+    ) -> Result<ReplayStream, PersistenceError> {
+        let events = self.get_events::<A>(aggregate_id).await?;
+        Ok(replay(events))
+    }
+
+    async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
+        // postgres-es' own version binds two parameters to a one-parameter
+        // query; read per type here for both backends.
+        let events = match self.store.backend() {
+            Backend::Sqlite(pool) => sqlite::get_all_of_type(pool, A::TYPE).await?,
+            Backend::Postgres(pool) => {
+                use sqlx::Row;
+                let rows = sqlx::query(
+                    "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata \
+                     FROM events WHERE aggregate_type = $1 ORDER BY position",
+                )
+                .bind(A::TYPE)
+                .fetch_all(pool)
+                .await
+                .map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?;
+                rows.into_iter()
+                    .map(|r| {
+                        let get = |e: sqlx::Error| PersistenceError::ConnectionError(Box::new(e));
+                        Ok(SerializedEvent {
+                            aggregate_type: r.try_get("aggregate_type").map_err(get)?,
+                            aggregate_id: r.try_get("aggregate_id").map_err(get)?,
+                            sequence: r.try_get::<i64, _>("sequence").map_err(get)? as usize,
+                            event_type: r.try_get("event_type").map_err(get)?,
+                            event_version: r.try_get("event_version").map_err(get)?,
+                            payload: r.try_get("payload").map_err(get)?,
+                            metadata: r.try_get("metadata").map_err(get)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, PersistenceError>>()?
+            }
+        };
+        Ok(replay(events))
+    }
+}
+
+fn replay(events: Vec<SerializedEvent>) -> ReplayStream {
+    let (mut feed, stream) = ReplayStream::new(events.len().max(1));
+    tokio::spawn(async move {
+        for e in events {
+            if feed.push(Ok(e)).await.is_err() {
+                return;
+            }
+        }
+    });
+    stream
+}

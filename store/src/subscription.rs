@@ -1,0 +1,379 @@
+//! Named, durable subscriptions to the global log.
+//!
+//! A subscription catches up from its checkpoint, then follows live (woken by
+//! local appends and cross-process notifications, with polling as the
+//! fallback). Each batch of events is handled inside one database
+//! transaction that also advances the checkpoint, so a handler whose effect
+//! lives in the same database applies each event exactly once, whatever
+//! crashes. A handler with effects elsewhere (Kafka, ClickHouse, e-mail) gets
+//! at-least-once delivery and deduplicates on `RecordedEvent::event_id`.
+//!
+//! The checkpoint only moves by a compare-and-set on its old value, so two
+//! processes running the same subscription never both commit the same
+//! events: the loser rolls back and re-reads.
+//!
+//! A failing event is retried with backoff; if it still fails, the
+//! subscription is *parked* at that event with the error recorded, and never
+//! skips it. [`Store::resume_subscription`] retries it; [`Store::reset_subscription`]
+//! rewinds (to rebuild what it feeds).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use event_schemas::RecordedEvent;
+use sqlx::{Postgres, Sqlite, Transaction};
+use tokio_util::sync::CancellationToken;
+
+use crate::{Backend, Store, StoreError};
+
+pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
+
+/// The transaction a batch runs in; the checkpoint commits in it too.
+pub enum StoreTx {
+    Postgres(Transaction<'static, Postgres>),
+    Sqlite(Transaction<'static, Sqlite>),
+}
+
+#[async_trait]
+pub trait Handler: Send + Sync + 'static {
+    /// Applies one event. Writes made through `tx` commit atomically with
+    /// the checkpoint; an error rolls the whole batch back.
+    async fn handle(&self, tx: &mut StoreTx, event: &RecordedEvent) -> Result<(), HandlerError>;
+}
+
+/// Where a subscription stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionStatus {
+    pub name: String,
+    pub position: u64,
+    pub parked: bool,
+    pub parked_at_position: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+/// A named subscription and its handler.
+pub struct Subscription {
+    name: String,
+    store: Store,
+    handler: Arc<dyn Handler>,
+    batch_size: usize,
+    attempts: usize,
+    retry_delay: Duration,
+}
+
+enum Step {
+    Idle,
+    Progressed,
+    Parked,
+}
+
+impl Subscription {
+    pub fn new(name: impl Into<String>, store: &Store, handler: Arc<dyn Handler>) -> Self {
+        Subscription {
+            name: name.into(),
+            store: store.clone(),
+            handler,
+            batch_size: 500,
+            attempts: 5,
+            retry_delay: Duration::from_millis(50),
+        }
+    }
+
+    pub fn with_batch_size(mut self, n: usize) -> Self {
+        self.batch_size = n.max(1);
+        self
+    }
+
+    /// Attempts per failing event before parking, and the first delay
+    /// between them (doubling).
+    pub fn with_retries(mut self, attempts: usize, first_delay: Duration) -> Self {
+        self.attempts = attempts.max(1);
+        self.retry_delay = first_delay;
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs until `stop` is cancelled. Returns only on stop or on a
+    /// database error it cannot get past (which the caller should log and
+    /// restart after a pause).
+    pub async fn run(&self, stop: CancellationToken) -> Result<(), StoreError> {
+        self.store.ensure_subscription(&self.name).await?;
+        let mut wake = self.store.wakeups();
+        let poll = self.store.config().poll_interval;
+        loop {
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+            // Mark what we have seen before reading, so a wake-up that races
+            // with the read is not lost.
+            wake.borrow_and_update();
+            match self.step().await? {
+                Step::Progressed => continue,
+                Step::Idle | Step::Parked => {
+                    tokio::select! {
+                        _ = stop.cancelled() => return Ok(()),
+                        _ = wake.changed() => {},
+                        _ = tokio::time::sleep(poll) => {},
+                    }
+                }
+            }
+        }
+    }
+
+    /// Processes what is available now, until the log is exhausted or the
+    /// subscription parks. For tests and rebuilds.
+    pub async fn catch_up(&self) -> Result<SubscriptionStatus, StoreError> {
+        self.store.ensure_subscription(&self.name).await?;
+        while let Step::Progressed = self.step().await? {}
+        self.store.subscription(&self.name).await
+    }
+
+    async fn step(&self) -> Result<Step, StoreError> {
+        let status = self.store.subscription(&self.name).await?;
+        if status.parked {
+            return Ok(Step::Parked);
+        }
+        let events = self
+            .store
+            .read_all(status.position, self.batch_size)
+            .await?;
+        if events.is_empty() {
+            return Ok(Step::Idle);
+        }
+        // The whole batch in one transaction; on failure, isolate the event.
+        match self.apply(status.position, &events).await {
+            Ok(true) => return Ok(Step::Progressed),
+            Ok(false) => return Ok(Step::Progressed), // checkpoint moved under us: re-read
+            Err(_) if events.len() > 1 => {}
+            Err(_) => {}
+        }
+        let mut position = status.position;
+        for event in &events {
+            let mut delay = self.retry_delay;
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match self.apply(position, std::slice::from_ref(event)).await {
+                    Ok(true) => break,
+                    Ok(false) => return Ok(Step::Progressed),
+                    Err(e) if attempt < self.attempts => {
+                        tracing::warn!(subscription = %self.name, position = event.global_position, attempt, error = %e, "handler failed; retrying");
+                        tokio::time::sleep(delay).await;
+                        delay = (delay * 2).min(Duration::from_secs(30));
+                    }
+                    Err(e) => {
+                        tracing::error!(subscription = %self.name, position = event.global_position, error = %e, "handler keeps failing; parking subscription");
+                        self.store
+                            .park_subscription(&self.name, event.global_position, &e.to_string())
+                            .await?;
+                        return Ok(Step::Parked);
+                    }
+                }
+            }
+            position = event.global_position;
+        }
+        Ok(Step::Progressed)
+    }
+
+    /// Handles `events` and moves the checkpoint from `from` to the last
+    /// one, atomically. `Ok(false)`: the checkpoint was not at `from` (another
+    /// process advanced it, or it was reset); nothing was applied.
+    async fn apply(&self, from: u64, events: &[RecordedEvent]) -> Result<bool, ApplyError> {
+        let to = events.last().expect("non-empty batch").global_position;
+        let mut tx = self.store.begin().await.map_err(ApplyError::Store)?;
+        for event in events {
+            self.handler
+                .handle(&mut tx, event)
+                .await
+                .map_err(ApplyError::Handler)?;
+        }
+        let moved = match &mut tx {
+            StoreTx::Postgres(t) => sqlx::query(
+                "UPDATE subscriptions SET position = $1, updated_at = now() \
+                 WHERE name = $2 AND position = $3 AND status = 'running'",
+            )
+            .bind(to as i64)
+            .bind(&self.name)
+            .bind(from as i64)
+            .execute(&mut **t)
+            .await
+            .map_err(|e| ApplyError::Store(e.into()))?
+            .rows_affected(),
+            StoreTx::Sqlite(t) => sqlx::query(
+                "UPDATE subscriptions SET position = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
+                 WHERE name = ? AND position = ? AND status = 'running'",
+            )
+            .bind(to as i64)
+            .bind(&self.name)
+            .bind(from as i64)
+            .execute(&mut **t)
+            .await
+            .map_err(|e| ApplyError::Store(e.into()))?
+            .rows_affected(),
+        };
+        if moved != 1 {
+            tx.rollback().await.map_err(ApplyError::Store)?;
+            return Ok(false);
+        }
+        tx.commit().await.map_err(ApplyError::Store)?;
+        Ok(true)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ApplyError {
+    #[error("{0}")]
+    Handler(HandlerError),
+    #[error("{0}")]
+    Store(StoreError),
+}
+
+impl StoreTx {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        match self {
+            StoreTx::Postgres(t) => t.commit().await?,
+            StoreTx::Sqlite(t) => t.commit().await?,
+        }
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> Result<(), StoreError> {
+        match self {
+            StoreTx::Postgres(t) => t.rollback().await?,
+            StoreTx::Sqlite(t) => t.rollback().await?,
+        }
+        Ok(())
+    }
+}
+
+impl Store {
+    /// A write transaction on the store's database (IMMEDIATE on SQLite, so
+    /// it never has to upgrade a read lock).
+    pub async fn begin(&self) -> Result<StoreTx, StoreError> {
+        Ok(match self.backend() {
+            Backend::Postgres(p) => StoreTx::Postgres(p.begin().await?),
+            Backend::Sqlite(p) => StoreTx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+        })
+    }
+
+    pub(crate) async fn ensure_subscription(&self, name: &str) -> Result<(), StoreError> {
+        match self.backend() {
+            Backend::Postgres(p) => {
+                sqlx::query("INSERT INTO subscriptions (name) VALUES ($1) ON CONFLICT DO NOTHING")
+                    .bind(name)
+                    .execute(p)
+                    .await?;
+            }
+            Backend::Sqlite(p) => {
+                sqlx::query("INSERT INTO subscriptions (name) VALUES (?) ON CONFLICT DO NOTHING")
+                    .bind(name)
+                    .execute(p)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One subscription's checkpoint and state.
+    pub async fn subscription(&self, name: &str) -> Result<SubscriptionStatus, StoreError> {
+        self.subscriptions()
+            .await?
+            .into_iter()
+            .find(|s| s.name == name)
+            .ok_or_else(|| StoreError::Config(format!("no subscription named {name:?}")))
+    }
+
+    /// Every subscription's checkpoint and state.
+    pub async fn subscriptions(&self) -> Result<Vec<SubscriptionStatus>, StoreError> {
+        type Row = (String, i64, String, Option<i64>, Option<String>);
+        let rows: Vec<Row> = match self.backend() {
+            Backend::Postgres(p) => {
+                sqlx::query_as(
+                    "SELECT name, position, status, parked_at_position, last_error FROM subscriptions ORDER BY name",
+                )
+                .fetch_all(p)
+                .await?
+            }
+            Backend::Sqlite(p) => {
+                sqlx::query_as(
+                    "SELECT name, position, status, parked_at_position, last_error FROM subscriptions ORDER BY name",
+                )
+                .fetch_all(p)
+                .await?
+            }
+        };
+        Ok(rows
+            .into_iter()
+            .map(
+                |(name, position, status, parked_at, error)| SubscriptionStatus {
+                    name,
+                    position: position as u64,
+                    parked: status == "parked",
+                    parked_at_position: parked_at.map(|p| p as u64),
+                    last_error: error,
+                },
+            )
+            .collect())
+    }
+
+    async fn park_subscription(&self, name: &str, at: u64, error: &str) -> Result<(), StoreError> {
+        match self.backend() {
+            Backend::Postgres(p) => {
+                sqlx::query("UPDATE subscriptions SET status = 'parked', parked_at_position = $2, last_error = $3, updated_at = now() WHERE name = $1")
+                    .bind(name).bind(at as i64).bind(error).execute(p).await?;
+            }
+            Backend::Sqlite(p) => {
+                sqlx::query("UPDATE subscriptions SET status = 'parked', parked_at_position = ?, last_error = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE name = ?")
+                    .bind(at as i64).bind(error).bind(name).execute(p).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Un-parks a subscription: it retries the event it stopped at.
+    pub async fn resume_subscription(&self, name: &str) -> Result<(), StoreError> {
+        self.set_subscription(name, None).await
+    }
+
+    /// Moves a subscription's checkpoint to `position` (0: the beginning)
+    /// and un-parks it, so it re-delivers everything after `position`.
+    pub async fn reset_subscription(&self, name: &str, position: u64) -> Result<(), StoreError> {
+        self.ensure_subscription(name).await?;
+        self.set_subscription(name, Some(position)).await
+    }
+
+    async fn set_subscription(&self, name: &str, position: Option<u64>) -> Result<(), StoreError> {
+        let position = position.map(|p| p as i64);
+        let done = match self.backend() {
+            Backend::Postgres(p) => sqlx::query(
+                "UPDATE subscriptions SET status = 'running', parked_at_position = NULL, last_error = NULL, \
+                 position = COALESCE($2, position), updated_at = now() WHERE name = $1",
+            )
+            .bind(name)
+            .bind(position)
+            .execute(p)
+            .await?
+            .rows_affected(),
+            Backend::Sqlite(p) => sqlx::query(
+                "UPDATE subscriptions SET status = 'running', parked_at_position = NULL, last_error = NULL, \
+                 position = COALESCE(?, position), updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE name = ?",
+            )
+            .bind(position)
+            .bind(name)
+            .execute(p)
+            .await?
+            .rows_affected(),
+        };
+        if done == 0 {
+            return Err(StoreError::Config(format!(
+                "no subscription named {name:?}"
+            )));
+        }
+        self.inner.wake.send_modify(|n| *n = n.wrapping_add(1));
+        Ok(())
+    }
+}
