@@ -1,1 +1,201 @@
-fn main() {}
+//! `freshledger`: the one binary and composition root. It reads its
+//! configuration, opens the event log, and serves the command API (later
+//! issues add GraphQL, projections, sagas and timers to the same process).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use command_api::AppState;
+use domain::clock::SystemClock;
+use serde::Deserialize;
+use store::{Store, StoreConfig};
+
+const DEFAULT_DATABASE_URL: &str = "sqlite://data/freshledger.db";
+const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Freshledger: an event-sourced backend for a fresh-produce marketplace.
+///
+/// Every setting can come from a flag, an environment variable, or the
+/// optional TOML file given with --config (in that order of precedence).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// TOML file with any of: database_url, listen, snapshot_every,
+    /// max_connections, demo_data.
+    #[arg(long, env = "FRESHLEDGER_CONFIG", global = true)]
+    config: Option<PathBuf>,
+
+    /// Event store: sqlite://path/to/file.db (embedded, the default:
+    /// sqlite://data/freshledger.db) or postgres://user@host:port/db.
+    #[arg(long, env = "FRESHLEDGER_DATABASE_URL", global = true)]
+    database_url: Option<String>,
+
+    /// Snapshot aggregates every N events; 0 turns snapshots off [default: 100].
+    #[arg(long, env = "FRESHLEDGER_SNAPSHOT_EVERY", global = true)]
+    snapshot_every: Option<usize>,
+
+    /// Largest database connection pool [default: 16].
+    #[arg(long, env = "FRESHLEDGER_MAX_CONNECTIONS", global = true)]
+    max_connections: Option<u32>,
+
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the command API (the default when no command is given).
+    Serve {
+        /// Address to listen on; port 0 picks a free port [default: 127.0.0.1:8080].
+        #[arg(long, env = "FRESHLEDGER_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// Load the demo catalogue and stock into an empty database
+        /// [default: true].
+        #[arg(long, env = "FRESHLEDGER_DEMO_DATA")]
+        demo_data: Option<bool>,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Load the demo catalogue and stock (when the catalogue is empty) and exit.
+    DemoData,
+}
+
+/// The optional configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    database_url: Option<String>,
+    listen: Option<SocketAddr>,
+    snapshot_every: Option<usize>,
+    max_connections: Option<u32>,
+    demo_data: Option<bool>,
+}
+
+fn file_config(path: &Option<PathBuf>) -> Result<FileConfig, String> {
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+async fn open_store(cli: &Cli, file: &FileConfig) -> Result<Store, String> {
+    let url = cli
+        .database_url
+        .clone()
+        .or(file.database_url.clone())
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+    let mut config = StoreConfig::new(url);
+    if let Some(n) = cli.snapshot_every.or(file.snapshot_every) {
+        config.snapshot_every = n;
+    }
+    if let Some(n) = cli.max_connections.or(file.max_connections) {
+        config.max_connections = n;
+    }
+    let store = Store::connect(config)
+        .await
+        .map_err(|e| format!("opening the event store: {e}"))?;
+    store
+        .migrate()
+        .await
+        .map_err(|e| format!("migrating the event store: {e}"))?;
+    Ok(store)
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let file = file_config(&cli.config)?;
+    let command = cli.command.as_ref().unwrap_or(&Command::Serve {
+        listen: None,
+        demo_data: None,
+    });
+    let store = open_store(&cli, &file).await?;
+    let state = AppState::new(&store, Arc::new(SystemClock));
+    match command {
+        Command::Migrate => {
+            println!("migrated");
+        }
+        Command::DemoData => {
+            let loaded = command_api::demo::load(&state)
+                .await
+                .map_err(|e| format!("loading demo data: {e}"))?;
+            println!(
+                "demo data: {} products, {} batches loaded",
+                loaded.products, loaded.batches
+            );
+        }
+        Command::Serve { listen, demo_data } => {
+            if demo_data.or(file.demo_data).unwrap_or(true) {
+                let loaded = command_api::demo::load(&state)
+                    .await
+                    .map_err(|e| format!("loading demo data: {e}"))?;
+                if loaded.products > 0 {
+                    tracing::info!(
+                        products = loaded.products,
+                        batches = loaded.batches,
+                        "demo data loaded"
+                    );
+                }
+            }
+            let addr = listen
+                .or(file.listen)
+                .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("valid default"));
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| format!("binding {addr}: {e}"))?;
+            let bound = listener.local_addr().map_err(|e| e.to_string())?;
+            // Tests and scripts read this line to find a port chosen by the OS.
+            println!("freshledger listening on http://{bound}");
+            axum::serve(listener, command_api::router(state))
+                .with_graceful_shutdown(shutdown_signal())
+                .await
+                .map_err(|e| format!("serving: {e}"))?;
+        }
+    }
+    // Let in-flight work settle, then close the pool (flushes SQLite's WAL).
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    store.close().await;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("FRESHLEDGER_LOG")
+                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match run(Cli::parse()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("freshledger: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

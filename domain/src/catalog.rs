@@ -105,10 +105,16 @@ impl Product {
     }
 }
 
+/// The catalogue could not be read (its database is down): not the same as
+/// an unknown product.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("catalogue unavailable: {0}")]
+pub struct CatalogUnavailable(pub String);
+
 /// Where aggregates look prices up.
 #[async_trait]
 pub trait Catalog: Send + Sync {
-    async fn product(&self, sku: &Sku) -> Option<Product>;
+    async fn product(&self, sku: &Sku) -> Result<Option<Product>, CatalogUnavailable>;
 }
 
 /// A catalogue held in memory (tests, demo).
@@ -133,7 +139,7 @@ impl InMemoryCatalog {
 
 #[async_trait]
 impl Catalog for InMemoryCatalog {
-    async fn product(&self, sku: &Sku) -> Option<Product> {
-        self.0.read().expect("catalog lock").get(sku).cloned()
+    async fn product(&self, sku: &Sku) -> Result<Option<Product>, CatalogUnavailable> {
+        Ok(self.0.read().expect("catalog lock").get(sku).cloned())
     }
 }

@@ -49,7 +49,8 @@ pub enum DeliveryCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[serde(tag = "error", content = "details", rename_all = "snake_case")]
 pub enum DeliveryError {
     #[error("delivery has not been created")]
     NotCreated,

@@ -10,6 +10,8 @@ pub enum ErrorKind {
     NotFound,
     /// The command is not allowed in the aggregate's current state (409).
     Conflict,
+    /// Something the decision needs is out of reach; retry later (503).
+    Unavailable,
 }
 
 pub trait DomainError: std::error::Error {

@@ -69,7 +69,8 @@ pub enum InventoryBatchCommand {
     MarkExpired,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[serde(tag = "error", content = "details", rename_all = "snake_case")]
 pub enum InventoryError {
     #[error("batch has not been received")]
     NotReceived,

@@ -154,7 +154,8 @@ impl OrderCommand {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[serde(tag = "error", content = "details", rename_all = "snake_case")]
 pub enum OrderError {
     #[error("cannot {action:?} an order in state {state:?}")]
     IllegalTransition {
@@ -199,6 +200,8 @@ pub enum OrderError {
     ZeroAmount,
     #[error("price overflows")]
     Overflow,
+    #[error("catalogue unavailable: {0}")]
+    CatalogUnavailable(String),
 }
 
 impl DomainError for OrderError {
@@ -224,13 +227,14 @@ impl DomainError for OrderError {
             RefundExceedsPaid { .. } => "refund_exceeds_paid",
             ZeroAmount => "zero_amount",
             Overflow => "overflow",
+            CatalogUnavailable(_) => "catalog_unavailable",
         }
     }
     fn kind(&self) -> ErrorKind {
         use OrderError::*;
         match self {
             IllegalTransition { state: None, .. } => ErrorKind::NotFound,
-            UnknownSku(_) => ErrorKind::NotFound,
+            CatalogUnavailable(_) => ErrorKind::Unavailable,
             IllegalTransition { .. }
             | CashOnDeliveryNotPaidOnline
             | NotPaid
@@ -338,6 +342,7 @@ impl Aggregate for Order {
                         .catalog
                         .product(&l.sku)
                         .await
+                        .map_err(|e| E::CatalogUnavailable(e.0))?
                         .ok_or_else(|| E::UnknownSku(l.sku.clone()))?;
                     let expected = product.price.per.unit_of_measure();
                     if l.quantity.uom() != expected {

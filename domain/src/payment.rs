@@ -48,7 +48,8 @@ pub enum PaymentCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
+#[serde(tag = "error", content = "details", rename_all = "snake_case")]
 pub enum PaymentError {
     #[error("payment has not been initiated")]
     NotInitiated,

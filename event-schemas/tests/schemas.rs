@@ -88,3 +88,97 @@ fn every_event_type_has_a_schema_with_its_version() {
         }
     }
 }
+
+fn validator(path: &str) -> jsonschema::Validator {
+    let text = std::fs::read_to_string(schemas_dir().join(path)).unwrap();
+    jsonschema::validator_for(&serde_json::from_str(&text).unwrap()).unwrap()
+}
+
+/// Real events, serialised by the code, validate against the committed
+/// schemas; tampered ones do not. Downstream teams rely on both.
+#[test]
+fn serialised_events_validate_against_their_committed_schemas() {
+    use event_schemas::delivery::*;
+    use event_schemas::inventory::*;
+    use event_schemas::order::OrderEvent;
+    use event_schemas::payment::*;
+    use event_schemas::values::*;
+
+    let v1: serde_json::Value =
+        serde_json::from_str(include_str!("../fixtures/OrderPlaced.v1.0.json")).unwrap();
+    assert!(validator("Order/OrderPlaced.v1.0.json").is_valid(&v1["OrderPlaced"]));
+    let (_, v2) = event_schemas::upcast::upcast("OrderPlaced", "1.0".into(), v1).unwrap();
+    let placed: OrderEvent = serde_json::from_value(v2).unwrap();
+    let body = placed.body();
+    let schema = validator("Order/OrderPlaced.v2.0.json");
+    assert!(schema.is_valid(&body), "{body}");
+    let mut bad = body.clone();
+    bad["lines"][0]["unit_price"]["per"] = "per_pound".into();
+    assert!(!schema.is_valid(&bad));
+    let mut bad = body.clone();
+    bad["payment_method"] = serde_json::Value::Null;
+    assert!(!schema.is_valid(&bad));
+
+    let eur = |m| Money::new(m, Currency::EUR).unwrap();
+    let samples: Vec<(&str, serde_json::Value)> = vec![
+        (
+            "InventoryBatch/BatchReceived.v1.0.json",
+            InventoryBatchEvent::from(BatchReceived {
+                batch_id: BatchId::new(),
+                sku: "APL-GALA".parse().unwrap(),
+                warehouse_id: "WH-1".parse().unwrap(),
+                supplier_id: "SUP-1".parse().unwrap(),
+                quantity: Quantity::grams(10_000).unwrap(),
+                received_at: "2026-11-24T08:00:00Z".parse().unwrap(),
+                expires_at: "2026-11-30T08:00:00Z".parse().unwrap(),
+                procurement_cost: eur(1_000),
+                cold_chain: ColdChain::Chilled,
+            })
+            .body(),
+        ),
+        (
+            "InventoryBatch/StockWrittenOff.v1.0.json",
+            InventoryBatchEvent::from(StockWrittenOff {
+                quantity: Quantity::grams(250).unwrap(),
+                reason: WriteOffReason::Spoiled,
+                cost: eur(25),
+                note: Some("mould".parse().unwrap()),
+            })
+            .body(),
+        ),
+        (
+            "Payment/PaymentInitiated.v1.0.json",
+            PaymentEvent::from(PaymentInitiated {
+                payment_id: PaymentId::new(),
+                order_id: OrderId::new(),
+                method: event_schemas::order::PaymentMethod::CashOnDelivery,
+                gateway: None,
+                amount_due: eur(1_147),
+            })
+            .body(),
+        ),
+        (
+            "Delivery/DeliveryCompleted.v1.0.json",
+            DeliveryEvent::from(DeliveryCompleted {
+                proof: ProofOfDelivery::Photo {
+                    reference: "s3://proofs/1.jpg".parse().unwrap(),
+                },
+            })
+            .body(),
+        ),
+        (
+            "Delivery/LocationReported.v1.0.json",
+            DeliveryEvent::from(LocationReported {
+                location: GeoPoint::new(52_531_000, 13_384_000).unwrap(),
+            })
+            .body(),
+        ),
+    ];
+    for (path, body) in samples {
+        let v = validator(path);
+        assert!(v.is_valid(&body), "{path}: {body}");
+        let mut extra = body.clone();
+        extra["unexpected"] = true.into();
+        assert!(!v.is_valid(&extra), "{path} accepts unknown fields");
+    }
+}

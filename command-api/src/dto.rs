@@ -1,0 +1,316 @@
+//! Request and response bodies. Every body refuses unknown fields, and every
+//! value inside is a parsed value object: a body that deserialises is valid.
+
+use chrono::{DateTime, Utc};
+use domain::order::{LineRequest, PackRequest};
+use domain::values::*;
+use event_schemas::delivery::ProofOfDelivery;
+use event_schemas::inventory::{ColdChain, ReleaseReason, WriteOffReason};
+use event_schemas::order::{Allocation, CancellationReason, PaymentMethod, RefundReason};
+use event_schemas::payment::{GatewayName, GatewayReference};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// What every successful command returns.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct CommandResponse {
+    pub stream_type: String,
+    pub stream_id: String,
+    /// The stream's version after the command.
+    pub stream_version: u64,
+    /// Events the command appended (0: it changed nothing).
+    pub events_appended: usize,
+    /// Global position of the last event appended: pass it to queries to
+    /// read your own writes. Absent when nothing was appended.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub position: Option<u64>,
+}
+
+/// A body with no fields (commands that need no input).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Empty {}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReceiveBatch {
+    /// Chosen by the server when absent.
+    #[serde(default)]
+    pub batch_id: Option<BatchId>,
+    pub sku: Sku,
+    pub warehouse_id: WarehouseId,
+    pub supplier_id: SupplierId,
+    pub quantity: Quantity,
+    pub expires_at: DateTime<Utc>,
+    pub procurement_cost: Money,
+    pub cold_chain: ColdChain,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AdjustStock {
+    /// On hand as counted, in the batch's unit of measure.
+    pub counted_on_hand: u64,
+    #[serde(default)]
+    pub note: Option<Note>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WriteOff {
+    pub quantity: Quantity,
+    pub reason: WriteOffReason,
+    #[serde(default)]
+    pub note: Option<Note>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Reserve {
+    pub order_id: OrderId,
+    pub quantity: Quantity,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Release {
+    pub order_id: OrderId,
+    pub reason: ReleaseReason,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pick {
+    pub order_id: OrderId,
+    pub quantity: Quantity,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Line {
+    pub sku: Sku,
+    pub quantity: Quantity,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PlaceOrder {
+    /// Chosen by the server when absent.
+    #[serde(default)]
+    pub order_id: Option<OrderId>,
+    pub customer_id: CustomerId,
+    pub warehouse_id: WarehouseId,
+    pub lines: Vec<Line>,
+    pub delivery_slot: DeliverySlot,
+    pub delivery_address: Address,
+    pub payment_method: PaymentMethod,
+}
+
+impl PlaceOrder {
+    pub fn line_requests(&self) -> Vec<LineRequest> {
+        self.lines
+            .iter()
+            .map(|l| LineRequest {
+                sku: l.sku.clone(),
+                quantity: l.quantity,
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmAllocation {
+    pub allocations: Vec<Allocation>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MarkPaid {
+    pub payment_id: PaymentId,
+    pub amount: Money,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PackedLine {
+    pub sku: Sku,
+    pub packed_quantity: Quantity,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Pack {
+    pub lines: Vec<PackedLine>,
+}
+
+impl Pack {
+    pub fn requests(&self) -> Vec<PackRequest> {
+        self.lines
+            .iter()
+            .map(|l| PackRequest {
+                sku: l.sku.clone(),
+                packed_quantity: l.packed_quantity,
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WithDelivery {
+    pub delivery_id: DeliveryId,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelOrder {
+    pub reason: CancellationReason,
+    #[serde(default)]
+    pub note: Option<Note>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RequestRefund {
+    pub amount: Money,
+    pub reason: RefundReason,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InitiatePayment {
+    #[serde(default)]
+    pub payment_id: Option<PaymentId>,
+    pub order_id: OrderId,
+    pub method: PaymentMethod,
+    /// Required for card payments, absent for cash on delivery.
+    #[serde(default)]
+    pub gateway: Option<GatewayName>,
+    pub amount_due: Money,
+}
+
+/// A payment gateway's callback (shaped like Stripe's charge events).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum GatewayEvent {
+    Authorized {
+        amount: Money,
+        gateway_reference: GatewayReference,
+    },
+    Captured {
+        amount: Money,
+        gateway_reference: GatewayReference,
+    },
+    Failed {
+        code: Text<64>,
+        message: Note,
+    },
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RefundPayment {
+    pub amount: Money,
+    #[serde(default)]
+    pub gateway_reference: Option<GatewayReference>,
+    #[serde(default)]
+    pub note: Option<Note>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CollectCash {
+    pub amount: Money,
+    pub rider_id: RiderId,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDelivery {
+    #[serde(default)]
+    pub delivery_id: Option<DeliveryId>,
+    pub order_id: OrderId,
+    pub slot: DeliverySlot,
+    pub address: Address,
+    pub cold_chain: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WithRider {
+    pub rider_id: RiderId,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReportLocation {
+    pub location: GeoPoint,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CompleteDelivery {
+    pub proof: ProofOfDelivery,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FailAttempt {
+    pub reason: Note,
+}
+
+/// A catalogue entry as the back-office writes it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProductBody {
+    pub name: Text<120>,
+    pub categories: Vec<CategoryDto>,
+    pub price: Money,
+    pub per: PricingUnit,
+    /// ISO 3166-1 alpha-2.
+    pub origin: String,
+    #[serde(default)]
+    pub nutrition: NutritionDto,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CategoryDto {
+    Fruit,
+    Vegetable,
+    Herb,
+    Mushroom,
+    Organic,
+    Imported,
+}
+
+/// Per 100 g, in kcal and milligrams.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NutritionDto {
+    pub energy_kcal: u32,
+    pub protein_mg: u32,
+    pub carbohydrate_mg: u32,
+    pub sugar_mg: u32,
+    pub fat_mg: u32,
+    pub fibre_mg: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct LogStatus {
+    /// Highest global position safe to read up to.
+    pub head_position: u64,
+    pub event_count: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct EventsQuery {
+    /// Return events after this global position (default 0).
+    #[serde(default)]
+    pub after: u64,
+    /// At most this many (default 100, at most 1,000).
+    #[serde(default)]
+    pub limit: Option<usize>,
+}

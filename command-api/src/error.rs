@@ -1,0 +1,148 @@
+//! One error shape for every failure: `{"code", "message", "details"}` with
+//! the status the kind of failure deserves. A 5xx is a bug or an outage.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use domain::{DomainError, ErrorKind};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use store::{CommandError, StoreError};
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ErrorBody {
+    /// Stable, machine-readable, snake_case.
+    pub code: String,
+    /// For humans; may change.
+    pub message: String,
+    /// Structured context (the field at fault, the state, the limits).
+    #[serde(default)]
+    pub details: serde_json::Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub body: ErrorBody,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            body: ErrorBody {
+                code: code.into(),
+                message: message.into(),
+                details: serde_json::Value::Null,
+            },
+        }
+    }
+
+    pub fn with_details(mut self, details: serde_json::Value) -> Self {
+        self.body.details = details;
+        self
+    }
+
+    pub fn not_found(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, code, message)
+    }
+
+    pub fn invalid(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(code = %self.body.code, message = %self.body.message, "request failed");
+        }
+        (self.status, Json(self.body)).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match &e {
+            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                e.to_string(),
+            ),
+            _ => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+impl<E> From<CommandError<E>> for ApiError
+where
+    E: DomainError + serde::Serialize,
+{
+    fn from(e: CommandError<E>) -> Self {
+        match e {
+            CommandError::Rejected(err) => {
+                let status = match err.kind() {
+                    ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+                    ErrorKind::NotFound => StatusCode::NOT_FOUND,
+                    ErrorKind::Conflict => StatusCode::CONFLICT,
+                    ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                };
+                ApiError::new(status, err.code(), err.to_string())
+                    .with_details(serde_json::to_value(&err).unwrap_or_default())
+            }
+            CommandError::Conflict { attempts } => ApiError::new(
+                StatusCode::CONFLICT,
+                "concurrent_modification",
+                format!("the stream kept changing; gave up after {attempts} attempts; retry"),
+            ),
+            CommandError::Store(s) => s.into(),
+        }
+    }
+}
+
+/// Body errors: syntax is 400, a well-formed body that breaks the contract
+/// (missing or unknown field, wrong type, invalid value) is 422.
+impl From<JsonRejection> for ApiError {
+    fn from(r: JsonRejection) -> Self {
+        match &r {
+            JsonRejection::JsonSyntaxError(_) => {
+                ApiError::bad_request("malformed_json", r.body_text())
+            }
+            JsonRejection::JsonDataError(_) => ApiError::invalid("invalid_body", r.body_text()),
+            JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send Content-Type: application/json",
+            ),
+            JsonRejection::BytesRejection(_) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+                ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "payload_too_large",
+                    r.body_text(),
+                )
+            }
+            _ => ApiError::new(r.status(), "bad_request", r.body_text()),
+        }
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(r: PathRejection) -> Self {
+        ApiError::bad_request("invalid_id", r.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(r: QueryRejection) -> Self {
+        ApiError::bad_request("invalid_query", r.body_text())
+    }
+}

@@ -1,0 +1,519 @@
+//! One handler per route: parse, build the command, execute, answer.
+
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use cqrs_es::Aggregate;
+use domain::delivery::DeliveryCommand as DC;
+use domain::inventory::InventoryBatchCommand as IC;
+use domain::order::OrderCommand as OC;
+use domain::payment::PaymentCommand as PC;
+use domain::values::*;
+use domain::{Category, DomainError, Nutrition, Product};
+use store::Aggregates;
+use uuid::Uuid;
+
+use crate::dto::*;
+use crate::error::ApiError;
+use crate::extract::{ApiJson, ApiPath, RequestContext};
+use crate::AppState;
+
+async fn run<A>(
+    aggregates: &Aggregates<A>,
+    id: String,
+    command: A::Command,
+    ctx: &RequestContext,
+    created: bool,
+) -> Result<Response, ApiError>
+where
+    A: Aggregate + Clone,
+    A::Command: Clone,
+    A::Error: DomainError + serde::Serialize,
+{
+    let appended = aggregates.execute(&id, command, &ctx.metadata()).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok((
+        status,
+        Json(CommandResponse {
+            stream_type: A::TYPE.to_string(),
+            stream_id: id,
+            stream_version: appended.stream_version,
+            events_appended: appended.events,
+            position: appended.last_position,
+        }),
+    )
+        .into_response())
+}
+
+// --- inventory ---------------------------------------------------------------
+
+pub async fn receive_batch(
+    State(s): State<AppState>,
+    ctx: RequestContext,
+    ApiJson(b): ApiJson<ReceiveBatch>,
+) -> Result<Response, ApiError> {
+    let product = s.catalog.get(&b.sku).await?.ok_or_else(|| {
+        ApiError::invalid("unknown_sku", format!("{} is not in the catalogue", b.sku))
+    })?;
+    let uom = product.price.per.unit_of_measure();
+    if b.quantity.uom() != uom {
+        return Err(ApiError::invalid(
+            "unit_mismatch",
+            format!("{} is sold by {uom}, not {}", b.sku, b.quantity.uom()),
+        ));
+    }
+    let id = b.batch_id.unwrap_or_default();
+    let cmd = IC::ReceiveBatch {
+        batch_id: id,
+        sku: b.sku,
+        warehouse_id: b.warehouse_id,
+        supplier_id: b.supplier_id,
+        quantity: b.quantity,
+        expires_at: b.expires_at,
+        procurement_cost: b.procurement_cost,
+        cold_chain: b.cold_chain,
+    };
+    run(&s.batches, id.to_string(), cmd, &ctx, true).await
+}
+
+pub async fn reserve(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<BatchId>,
+    ctx: RequestContext,
+    ApiJson(b): ApiJson<Reserve>,
+) -> Result<Response, ApiError> {
+    let cmd = IC::ReserveStock {
+        order_id: b.order_id,
+        quantity: b.quantity,
+    };
+    run(&s.batches, id.to_string(), cmd, &ctx, false).await
+}
+
+pub async fn release(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<BatchId>,
+    ctx: RequestContext,
+    ApiJson(b): ApiJson<Release>,
+) -> Result<Response, ApiError> {
+    let cmd = IC::ReleaseReservation {
+        order_id: b.order_id,
+        reason: b.reason,
+    };
+    run(&s.batches, id.to_string(), cmd, &ctx, false).await
+}
+
+pub async fn pick(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<BatchId>,
+    ctx: RequestContext,
+    ApiJson(b): ApiJson<Pick>,
+) -> Result<Response, ApiError> {
+    let cmd = IC::PickStock {
+        order_id: b.order_id,
+        quantity: b.quantity,
+    };
+    run(&s.batches, id.to_string(), cmd, &ctx, false).await
+}
+
+pub async fn adjust(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<BatchId>,
+    ctx: RequestContext,
+    ApiJson(b): ApiJson<AdjustStock>,
+) -> Result<Response, ApiError> {
+    let cmd = IC::AdjustStock {
+        counted_on_hand: b.counted_on_hand,
+        note: b.note,
+    };
+    run(&s.batches, id.to_string(), cmd, &ctx, false).await
+}
+
+pub async fn write_off(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<BatchId>,
+    ctx: RequestContext,
+    ApiJson(b): ApiJson<WriteOff>,
+) -> Result<Response, ApiError> {
+    let cmd = IC::WriteOffStock {
+        quantity: b.quantity,
+        reason: b.reason,
+        note: b.note,
+    };
+    run(&s.batches, id.to_string(), cmd, &ctx, false).await
+}
+
+pub async fn expiry_warning(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<BatchId>,
+    ctx: RequestContext,
+    ApiJson(_): ApiJson<Empty>,
+) -> Result<Response, ApiError> {
+    run(
+        &s.batches,
+        id.to_string(),
+        IC::RaiseExpiryWarning,
+        &ctx,
+        false,
+    )
+    .await
+}
+
+pub async fn expire(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<BatchId>,
+    ctx: RequestContext,
+    ApiJson(_): ApiJson<Empty>,
+) -> Result<Response, ApiError> {
+    run(&s.batches, id.to_string(), IC::MarkExpired, &ctx, false).await
+}
+
+// --- orders --------------------------------------------------------------------
+
+pub async fn place_order(
+    State(s): State<AppState>,
+    ctx: RequestContext,
+    ApiJson(b): ApiJson<PlaceOrder>,
+) -> Result<Response, ApiError> {
+    let id = b.order_id.unwrap_or_default();
+    let cmd = OC::PlaceOrder {
+        order_id: id,
+        customer_id: b.customer_id,
+        warehouse_id: b.warehouse_id.clone(),
+        lines: b.line_requests(),
+        delivery_slot: b.delivery_slot,
+        delivery_address: b.delivery_address,
+        payment_method: b.payment_method,
+    };
+    run(&s.orders, id.to_string(), cmd, &ctx, true).await
+}
+
+pub async fn confirm_allocation(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<OrderId>,
+    ctx: RequestContext,
+    ApiJson(b): ApiJson<ConfirmAllocation>,
+) -> Result<Response, ApiError> {
+    let cmd = OC::ConfirmAllocation {
+        allocations: b.allocations,
+    };
+    run(&s.orders, id.to_string(), cmd, &ctx, false).await
+}
+
+pub async fn mark_paid(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<OrderId>,
+    ctx: RequestContext,
+    ApiJson(b): ApiJson<MarkPaid>,
+) -> Result<Response, ApiError> {
+    let cmd = OC::MarkPaid {
+        payment_id: b.payment_id,
+        amount: b.amount,
+    };
+    run(&s.orders, id.to_string(), cmd, &ctx, false).await
+}
+
+pub async fn pack(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<OrderId>,
+    ctx: RequestContext,
+    ApiJson(b): ApiJson<Pack>,
+) -> Result<Response, ApiError> {
+    let cmd = OC::PackOrder {
+        lines: b.requests(),
+    };
+    run(&s.orders, id.to_string(), cmd, &ctx, false).await
+}
+
+pub async fn ship(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<OrderId>,
+    ctx: RequestContext,
+    ApiJson(b): ApiJson<WithDelivery>,
+) -> Result<Response, ApiError> {
+    let cmd = OC::ShipOrder {
+        delivery_id: b.delivery_id,
+    };
+    run(&s.orders, id.to_string(), cmd, &ctx, false).await
+}
+
+pub async fn deliver(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<OrderId>,
+    ctx: RequestContext,
+    ApiJson(b): ApiJson<WithDelivery>,
+) -> Result<Response, ApiError> {
+    let cmd = OC::MarkDelivered {
+        delivery_id: b.delivery_id,
+    };
+    run(&s.orders, id.to_string(), cmd, &ctx, false).await
+}
+
+pub async fn cancel(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<OrderId>,
+    ctx: RequestContext,
+    ApiJson(b): ApiJson<CancelOrder>,
+) -> Result<Response, ApiError> {
+    let cmd = OC::CancelOrder {
+        reason: b.reason,
+        note: b.note,
+    };
+    run(&s.orders, id.to_string(), cmd, &ctx, false).await
+}
+
+pub async fn request_refund(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<OrderId>,
+    ctx: RequestContext,
+    ApiJson(b): ApiJson<RequestRefund>,
+) -> Result<Response, ApiError> {
+    let cmd = OC::RequestRefund {
+        amount: b.amount,
+        reason: b.reason,
+    };
+    run(&s.orders, id.to_string(), cmd, &ctx, false).await
+}
+
+// --- payments ------------------------------------------------------------------
+
+pub async fn initiate_payment(
+    State(s): State<AppState>,
+    ctx: RequestContext,
+    ApiJson(b): ApiJson<InitiatePayment>,
+) -> Result<Response, ApiError> {
+    let id = b.payment_id.unwrap_or_default();
+    let cmd = PC::InitiatePayment {
+        payment_id: id,
+        order_id: b.order_id,
+        method: b.method,
+        gateway: b.gateway,
+        amount_due: b.amount_due,
+    };
+    run(&s.payments, id.to_string(), cmd, &ctx, true).await
+}
+
+pub async fn gateway_event(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<PaymentId>,
+    ctx: RequestContext,
+    ApiJson(b): ApiJson<GatewayEvent>,
+) -> Result<Response, ApiError> {
+    let cmd = match b {
+        GatewayEvent::Authorized {
+            amount,
+            gateway_reference,
+        } => PC::AuthorizePayment {
+            amount,
+            gateway_reference,
+        },
+        GatewayEvent::Captured {
+            amount,
+            gateway_reference,
+        } => PC::CapturePayment {
+            amount,
+            gateway_reference,
+        },
+        GatewayEvent::Failed { code, message } => PC::FailPayment { code, message },
+    };
+    run(&s.payments, id.to_string(), cmd, &ctx, false).await
+}
+
+pub async fn refund_payment(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<PaymentId>,
+    ctx: RequestContext,
+    ApiJson(b): ApiJson<RefundPayment>,
+) -> Result<Response, ApiError> {
+    let cmd = PC::RefundPayment {
+        amount: b.amount,
+        gateway_reference: b.gateway_reference,
+        note: b.note,
+    };
+    run(&s.payments, id.to_string(), cmd, &ctx, false).await
+}
+
+pub async fn collect_cash(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<PaymentId>,
+    ctx: RequestContext,
+    ApiJson(b): ApiJson<CollectCash>,
+) -> Result<Response, ApiError> {
+    let cmd = PC::CollectCash {
+        amount: b.amount,
+        rider_id: b.rider_id,
+    };
+    run(&s.payments, id.to_string(), cmd, &ctx, false).await
+}
+
+// --- deliveries ----------------------------------------------------------------
+
+pub async fn create_delivery(
+    State(s): State<AppState>,
+    ctx: RequestContext,
+    ApiJson(b): ApiJson<CreateDelivery>,
+) -> Result<Response, ApiError> {
+    let id = b.delivery_id.unwrap_or_default();
+    let cmd = DC::CreateDelivery {
+        delivery_id: id,
+        order_id: b.order_id,
+        slot: b.slot,
+        address: b.address,
+        cold_chain: b.cold_chain,
+    };
+    run(&s.deliveries, id.to_string(), cmd, &ctx, true).await
+}
+
+pub async fn assign_rider(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<DeliveryId>,
+    ctx: RequestContext,
+    ApiJson(b): ApiJson<WithRider>,
+) -> Result<Response, ApiError> {
+    let cmd = DC::AssignRider {
+        rider_id: b.rider_id,
+    };
+    run(&s.deliveries, id.to_string(), cmd, &ctx, false).await
+}
+
+pub async fn pick_up(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<DeliveryId>,
+    ctx: RequestContext,
+    ApiJson(b): ApiJson<WithRider>,
+) -> Result<Response, ApiError> {
+    let cmd = DC::PickUp {
+        rider_id: b.rider_id,
+    };
+    run(&s.deliveries, id.to_string(), cmd, &ctx, false).await
+}
+
+pub async fn report_location(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<DeliveryId>,
+    ctx: RequestContext,
+    ApiJson(b): ApiJson<ReportLocation>,
+) -> Result<Response, ApiError> {
+    let cmd = DC::ReportLocation {
+        location: b.location,
+    };
+    run(&s.deliveries, id.to_string(), cmd, &ctx, false).await
+}
+
+pub async fn complete_delivery(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<DeliveryId>,
+    ctx: RequestContext,
+    ApiJson(b): ApiJson<CompleteDelivery>,
+) -> Result<Response, ApiError> {
+    let cmd = DC::CompleteDelivery { proof: b.proof };
+    run(&s.deliveries, id.to_string(), cmd, &ctx, false).await
+}
+
+pub async fn fail_attempt(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<DeliveryId>,
+    ctx: RequestContext,
+    ApiJson(b): ApiJson<FailAttempt>,
+) -> Result<Response, ApiError> {
+    let cmd = DC::FailAttempt { reason: b.reason };
+    run(&s.deliveries, id.to_string(), cmd, &ctx, false).await
+}
+
+// --- catalogue -------------------------------------------------------------------
+
+pub async fn put_product(
+    State(s): State<AppState>,
+    ApiPath(sku): ApiPath<Sku>,
+    ApiJson(b): ApiJson<ProductBody>,
+) -> Result<Response, ApiError> {
+    let categories: Vec<Category> =
+        serde_json::from_value(serde_json::to_value(&b.categories).expect("serialize"))
+            .expect("same representation");
+    let nutrition: Nutrition =
+        serde_json::from_value(serde_json::to_value(b.nutrition).expect("serialize"))
+            .expect("same representation");
+    let product = Product::new(
+        sku,
+        b.name.as_str(),
+        categories,
+        b.price,
+        b.per,
+        &b.origin,
+        nutrition,
+    )
+    .map_err(|e| ApiError::invalid("invalid_product", e.to_string()))?;
+    s.catalog.upsert(&product).await?;
+    Ok(Json(product).into_response())
+}
+
+pub async fn list_products(State(s): State<AppState>) -> Result<Response, ApiError> {
+    Ok(Json(s.catalog.list().await?).into_response())
+}
+
+// --- audit -----------------------------------------------------------------------
+
+pub async fn log_status(State(s): State<AppState>) -> Result<Json<LogStatus>, ApiError> {
+    Ok(Json(LogStatus {
+        head_position: s.store.head().await?,
+        event_count: s.store.count().await?,
+    }))
+}
+
+pub async fn events(
+    State(s): State<AppState>,
+    q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q?;
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1_000).contains(&limit) {
+        return Err(ApiError::invalid("invalid_limit", "limit is 1 to 1000"));
+    }
+    Ok(Json(s.store.read_all(q.after, limit).await?).into_response())
+}
+
+pub async fn stream_events(
+    State(s): State<AppState>,
+    ApiPath((stream_type, stream_id)): ApiPath<(String, String)>,
+) -> Result<Response, ApiError> {
+    if !event_schemas::STREAM_TYPES.contains(&stream_type.as_str()) {
+        return Err(ApiError::not_found(
+            "unknown_stream_type",
+            format!("stream types are {:?}", event_schemas::STREAM_TYPES),
+        ));
+    }
+    let events = s.store.read_stream(&stream_type, &stream_id).await?;
+    if events.is_empty() {
+        return Err(ApiError::not_found("stream_not_found", "no such stream"));
+    }
+    Ok(Json(events).into_response())
+}
+
+pub async fn correlation_events(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<Uuid>,
+) -> Result<Response, ApiError> {
+    Ok(Json(s.store.read_correlation(id).await?).into_response())
+}
+
+// --- operations ------------------------------------------------------------------
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+pub async fn readyz(State(s): State<AppState>) -> Result<&'static str, ApiError> {
+    s.store
+        .head()
+        .await
+        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string()))?;
+    Ok("ready")
+}
+
+pub async fn openapi_json(state: State<AppState>) -> Json<serde_json::Value> {
+    crate::openapi_document(state).await
+}

@@ -1,0 +1,177 @@
+//! Freshledger's command API for the back-office: one endpoint per command
+//! of the four aggregates, JSON in and out, one error shape, idempotency
+//! keys, correlation ids, and an OpenAPI 3.1 document generated from the
+//! same route table that builds the router.
+
+pub mod catalog;
+pub mod demo;
+pub mod dto;
+pub mod error;
+pub mod extract;
+mod handlers;
+pub mod idempotency;
+pub mod openapi;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use domain::clock::Clock;
+use domain::delivery::Delivery;
+use domain::inventory::{InventoryBatch, InventoryServices};
+use domain::order::{Order, OrderServices};
+use domain::payment::Payment;
+use store::{Aggregates, Store};
+use uuid::Uuid;
+
+use crate::catalog::SqlCatalog;
+use crate::extract::{CorrelationId, CORRELATION_ID};
+
+/// Largest request body accepted (413 beyond).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Everything a request handler reaches.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub catalog: Arc<SqlCatalog>,
+    pub clock: Arc<dyn Clock>,
+    pub orders: Arc<Aggregates<Order>>,
+    pub batches: Arc<Aggregates<InventoryBatch>>,
+    pub payments: Arc<Aggregates<Payment>>,
+    pub deliveries: Arc<Aggregates<Delivery>>,
+}
+
+impl AppState {
+    pub fn new(store: &Store, clock: Arc<dyn Clock>) -> Self {
+        let catalog = Arc::new(SqlCatalog::new(store));
+        AppState {
+            store: store.clone(),
+            catalog: catalog.clone(),
+            clock: clock.clone(),
+            orders: Arc::new(Aggregates::new(
+                store,
+                OrderServices {
+                    catalog,
+                    clock: clock.clone(),
+                },
+            )),
+            batches: Arc::new(Aggregates::new(store, InventoryServices { clock })),
+            payments: Arc::new(Aggregates::new(store, ())),
+            deliveries: Arc::new(Aggregates::new(store, ())),
+        }
+    }
+}
+
+/// Declares every route once: the router and the OpenAPI document are both
+/// built from this table, so neither can miss one.
+macro_rules! api {
+    ($( $method:ident $path:literal => $handler:path, body: $body:ty, ok: $ok:literal, tag: $tag:literal, $summary:literal; )*) => {
+        fn api_routes() -> Router<AppState> {
+            Router::new() $( .route($path, $method($handler)) )*
+        }
+
+        /// Every route of the API, for the OpenAPI document.
+        pub fn route_docs() -> Vec<openapi::RouteDoc> {
+            vec![ $( openapi::RouteDoc {
+                method: stringify!($method),
+                path: $path,
+                summary: $summary,
+                tag: $tag,
+                ok: $ok,
+                body: openapi::body_schema::<$body>(),
+                body_name: openapi::short_name::<$body>(),
+            }, )* ]
+        }
+    };
+}
+
+use dto::*;
+use handlers as h;
+
+api! {
+    post "/api/v1/batches" => h::receive_batch, body: ReceiveBatch, ok: 201, tag: "inventory", "Receive a batch of stock";
+    post "/api/v1/batches/{batch_id}/reservations" => h::reserve, body: Reserve, ok: 200, tag: "inventory", "Reserve stock for an order (idempotent per order)";
+    post "/api/v1/batches/{batch_id}/releases" => h::release, body: Release, ok: 200, tag: "inventory", "Release an order's reservation (idempotent)";
+    post "/api/v1/batches/{batch_id}/picks" => h::pick, body: Pick, ok: 200, tag: "inventory", "Pick reserved stock; any rest is released";
+    post "/api/v1/batches/{batch_id}/adjustments" => h::adjust, body: AdjustStock, ok: 200, tag: "inventory", "Record a stock count";
+    post "/api/v1/batches/{batch_id}/write-offs" => h::write_off, body: WriteOff, ok: 200, tag: "inventory", "Write stock off (spoiled, damaged, expired, quality)";
+    post "/api/v1/batches/{batch_id}/expiry-warning" => h::expiry_warning, body: Empty, ok: 200, tag: "inventory", "Raise the batch's expiry warning (idempotent)";
+    post "/api/v1/batches/{batch_id}/expiry" => h::expire, body: Empty, ok: 200, tag: "inventory", "Mark the batch expired (refused before its expiry)";
+    post "/api/v1/orders" => h::place_order, body: PlaceOrder, ok: 201, tag: "orders", "Place an order, priced from the catalogue";
+    post "/api/v1/orders/{order_id}/allocation" => h::confirm_allocation, body: ConfirmAllocation, ok: 200, tag: "orders", "Confirm the batches each line is reserved on";
+    post "/api/v1/orders/{order_id}/payment" => h::mark_paid, body: MarkPaid, ok: 200, tag: "orders", "Mark a card order paid";
+    post "/api/v1/orders/{order_id}/pack" => h::pack, body: Pack, ok: 200, tag: "orders", "Record what was packed (actual weights)";
+    post "/api/v1/orders/{order_id}/ship" => h::ship, body: WithDelivery, ok: 200, tag: "orders", "Ship a packed order";
+    post "/api/v1/orders/{order_id}/deliver" => h::deliver, body: WithDelivery, ok: 200, tag: "orders", "Mark a shipped order delivered";
+    post "/api/v1/orders/{order_id}/cancel" => h::cancel, body: CancelOrder, ok: 200, tag: "orders", "Cancel an order before it ships";
+    post "/api/v1/orders/{order_id}/refunds" => h::request_refund, body: RequestRefund, ok: 200, tag: "orders", "Ask for a refund of what was paid";
+    post "/api/v1/payments" => h::initiate_payment, body: InitiatePayment, ok: 201, tag: "payments", "Start a payment for an order";
+    post "/api/v1/payments/{payment_id}/gateway-events" => h::gateway_event, body: GatewayEvent, ok: 200, tag: "payments", "Payment gateway callback: authorized, captured or failed";
+    post "/api/v1/payments/{payment_id}/refunds" => h::refund_payment, body: RefundPayment, ok: 200, tag: "payments", "Refund captured or collected money";
+    post "/api/v1/payments/{payment_id}/cash-collections" => h::collect_cash, body: CollectCash, ok: 200, tag: "payments", "Record cash collected at the door";
+    post "/api/v1/deliveries" => h::create_delivery, body: CreateDelivery, ok: 201, tag: "deliveries", "Create a delivery for a packed order";
+    post "/api/v1/deliveries/{delivery_id}/rider" => h::assign_rider, body: WithRider, ok: 200, tag: "deliveries", "Assign (or reassign) a rider";
+    post "/api/v1/deliveries/{delivery_id}/pickup" => h::pick_up, body: WithRider, ok: 200, tag: "deliveries", "The rider collected the parcel";
+    post "/api/v1/deliveries/{delivery_id}/locations" => h::report_location, body: ReportLocation, ok: 200, tag: "deliveries", "Report the rider's position";
+    post "/api/v1/deliveries/{delivery_id}/complete" => h::complete_delivery, body: CompleteDelivery, ok: 200, tag: "deliveries", "Hand-over with proof";
+    post "/api/v1/deliveries/{delivery_id}/failed-attempts" => h::fail_attempt, body: FailAttempt, ok: 200, tag: "deliveries", "The hand-over failed";
+    put "/api/v1/products/{sku}" => h::put_product, body: ProductBody, ok: 200, tag: "catalogue", "Create or replace a product";
+    get "/api/v1/products" => h::list_products, body: (), ok: 200, tag: "catalogue", "List the catalogue";
+    get "/api/v1/log" => h::log_status, body: (), ok: 200, tag: "audit", "Head position and size of the event log";
+    get "/api/v1/events" => h::events, body: (), ok: 200, tag: "audit", "The global log, in position order (?after=&limit=)";
+    get "/api/v1/streams/{stream_type}/{stream_id}/events" => h::stream_events, body: (), ok: 200, tag: "audit", "One stream's events";
+    get "/api/v1/correlations/{correlation_id}/events" => h::correlation_events, body: (), ok: 200, tag: "audit", "Every event of one business flow";
+    get "/healthz" => h::healthz, body: (), ok: 200, tag: "operations", "The process is alive";
+    get "/readyz" => h::readyz, body: (), ok: 200, tag: "operations", "The process can serve (database reachable, migrated)";
+    get "/openapi.json" => h::openapi_json, body: (), ok: 200, tag: "operations", "This document";
+}
+
+/// The whole command API.
+pub fn router(state: AppState) -> Router {
+    api_routes()
+        .fallback(|| async {
+            error::ApiError::not_found("route_not_found", "no such route").into_response()
+        })
+        .method_not_allowed_fallback(|| async {
+            error::ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
+            .into_response()
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::middleware,
+        ))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn(correlation))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Settles the request's correlation id (the client's, or a new one) and
+/// echoes it on the response.
+async fn correlation(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(CORRELATION_ID)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| Uuid::parse_str(v).ok())
+        .unwrap_or_else(Uuid::now_v7);
+    req.extensions_mut().insert(CorrelationId(id));
+    let mut resp = next.run(req).await;
+    if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
+        resp.headers_mut().insert(CORRELATION_ID, v);
+    }
+    resp
+}
+
+pub(crate) async fn openapi_document(State(_): State<AppState>) -> Json<serde_json::Value> {
+    Json(openapi::document())
+}

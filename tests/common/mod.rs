@@ -1,0 +1,185 @@
+#![allow(dead_code)]
+//! Starts the real `freshledger` binary on a free port against a fresh
+//! database (a temporary SQLite file, or a new Postgres database on the
+//! server named by FRESHLEDGER_TEST_PG) and talks to it over HTTP.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use reqwest::{Client, Response};
+use serde_json::Value;
+use sqlx::Connection;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct App {
+    pub url: String,
+    pub client: Client,
+    child: Option<Child>,
+    pg_db: Option<String>,
+    dir: Option<std::path::PathBuf>,
+    pub database_url: String,
+}
+
+fn admin_url() -> String {
+    std::env::var("FRESHLEDGER_TEST_PG")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+pub async fn spawn(backend: Backend) -> App {
+    spawn_with(backend, &[]).await
+}
+
+pub async fn spawn_with(backend: Backend, extra: &[&str]) -> App {
+    let (database_url, pg_db, dir) = match backend {
+        Backend::Sqlite => {
+            let dir = std::env::temp_dir().join(format!("freshledger-app-{}", Uuid::now_v7()));
+            (
+                format!("sqlite://{}/app.db", dir.display()),
+                None,
+                Some(dir),
+            )
+        }
+        Backend::Postgres => {
+            let name = format!("fl_app_{}", Uuid::now_v7().simple());
+            let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut admin)
+                .await
+                .unwrap();
+            let base = admin_url();
+            (
+                format!("{}/{name}", base.rsplit_once('/').unwrap().0),
+                Some(name),
+                None,
+            )
+        }
+    };
+    let mut app = App {
+        url: String::new(),
+        client: Client::new(),
+        child: None,
+        pg_db,
+        dir,
+        database_url,
+    };
+    app.start(extra);
+    app
+}
+
+impl App {
+    fn start(&mut self, extra: &[&str]) {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_freshledger"))
+            .args([
+                "--database-url",
+                &self.database_url,
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+            ])
+            .args(extra)
+            .env("FRESHLEDGER_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start freshledger");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let url = loop {
+            let line = lines
+                .next()
+                .expect("freshledger exited before listening")
+                .unwrap();
+            if let Some(url) = line.strip_prefix("freshledger listening on ") {
+                break url.to_string();
+            }
+        };
+        self.url = url;
+        self.child = Some(child);
+    }
+
+    /// SIGTERM, and the exit status.
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        child.wait().unwrap()
+    }
+
+    pub fn restart(&mut self) {
+        if self.child.is_some() {
+            self.terminate();
+        }
+        self.start(&[]);
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> Response {
+        self.client
+            .post(format!("{}{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_json(&self, path: &str) -> Value {
+        let r = self.get(path).await;
+        assert!(r.status().is_success(), "GET {path}: {}", r.status());
+        r.json().await.unwrap()
+    }
+
+    /// How many events the log holds.
+    pub async fn log_len(&self) -> u64 {
+        self.get_json("/api/v1/log").await["event_count"]
+            .as_u64()
+            .unwrap()
+    }
+
+    pub async fn finish(mut self) {
+        if self.child.is_some() {
+            let status = self.terminate();
+            assert!(status.success(), "freshledger exited with {status}");
+        }
+        if let Some(db) = self.pg_db.take() {
+            if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url()).await {
+                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+                    .execute(&mut admin)
+                    .await;
+            }
+        }
+        if let Some(dir) = self.dir.take() {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Asserts a status and returns the JSON body.
+pub async fn expect(resp: Response, status: u16) -> Value {
+    let got = resp.status().as_u16();
+    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    assert_eq!(got, status, "body: {body}");
+    body
+}
