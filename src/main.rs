@@ -1,6 +1,7 @@
 //! `freshledger`: the one binary and composition root. It reads its
-//! configuration, opens the event log, and serves the command API (later
-//! issues add GraphQL, projections, sagas and timers to the same process).
+//! configuration, opens the event log, and serves the command API, the
+//! GraphQL query API and the read-model projectors in one process (the
+//! sagas and timers join it with their issue).
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -47,7 +48,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the command API (the default when no command is given).
+    /// Serve the command API, GraphQL and the projections (the default).
     Serve {
         /// Address to listen on; port 0 picks a free port [default: 127.0.0.1:8080].
         #[arg(long, env = "FRESHLEDGER_LISTEN")]
@@ -61,6 +62,23 @@ enum Command {
     Migrate,
     /// Load the demo catalogue and stock (when the catalogue is empty) and exit.
     DemoData,
+    /// Read models: status, rebuild.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ProjectionsCommand {
+    /// Each read model's checkpoint, and any error it is parked on.
+    Status,
+    /// Replay the log into fresh tables and swap them in; a running server
+    /// keeps serving throughout.
+    Rebuild {
+        /// One of: orders, stock, deliveries, payments. All when absent.
+        name: Option<String>,
+    },
 }
 
 /// The optional configuration file.
@@ -134,8 +152,62 @@ async fn run(cli: Cli) -> Result<(), String> {
         demo_data: None,
     });
     let store = open_store(&cli, &file).await?;
+    projections::ensure(&store)
+        .await
+        .map_err(|e| format!("preparing read models: {e}"))?;
     let state = AppState::new(&store, Arc::new(SystemClock));
     match command {
+        Command::Projections {
+            command: ProjectionsCommand::Status,
+        } => {
+            let head = store.head().await.map_err(|e| e.to_string())?;
+            println!("log head: {head}");
+            for s in store.subscriptions().await.map_err(|e| e.to_string())? {
+                let state = if s.parked {
+                    format!(
+                        "PARKED at {} ({})",
+                        s.parked_at_position.unwrap_or_default(),
+                        s.last_error.unwrap_or_default()
+                    )
+                } else {
+                    "running".into()
+                };
+                println!("{:<12} {:>10}  {state}", s.name, s.position);
+            }
+        }
+        Command::Projections {
+            command: ProjectionsCommand::Rebuild { name },
+        } => {
+            let models = match name {
+                None => projections::Model::ALL.to_vec(),
+                Some(n) => vec![projections::Model::from_name(n).ok_or_else(|| {
+                    format!("no read model named {n:?}: orders, stock, deliveries or payments")
+                })?],
+            };
+            for model in models {
+                let bar = indicatif::ProgressBar::new(0).with_style(
+                    indicatif::ProgressStyle::with_template(
+                        "{msg:<11} [{bar:40}] {pos}/{len} events ({per_sec}, {eta})",
+                    )
+                    .expect("valid template")
+                    .progress_chars("=> "),
+                );
+                bar.set_message(model.name());
+                let started = std::time::Instant::now();
+                projections::rebuild(&store, model, |done, total| {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                })
+                .await
+                .map_err(|e| format!("rebuilding {}: {e}", model.name()))?;
+                bar.finish();
+                println!(
+                    "{}: rebuilt and swapped in {:.1?}",
+                    model.name(),
+                    started.elapsed()
+                );
+            }
+        }
         Command::Migrate => {
             println!("migrated");
         }
@@ -168,12 +240,21 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("binding {addr}: {e}"))?;
             let bound = listener.local_addr().map_err(|e| e.to_string())?;
+            let stop = tokio_util::sync::CancellationToken::new();
+            let projectors = projections::spawn(&store, stop.clone());
             // Tests and scripts read this line to find a port chosen by the OS.
             println!("freshledger listening on http://{bound}");
-            axum::serve(listener, command_api::router(state))
+            let app = command_api::router(state).merge(query_api::router(&store));
+            axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown_signal())
                 .await
                 .map_err(|e| format!("serving: {e}"))?;
+            // Requests are done; let each projector finish the batch it is
+            // in (its checkpoint commits with it), then stop.
+            stop.cancel();
+            for p in projectors {
+                let _ = p.await;
+            }
         }
     }
     // Let in-flight work settle, then close the pool (flushes SQLite's WAL).

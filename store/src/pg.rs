@@ -2,14 +2,24 @@
 //!
 //! Positions come from a sequence, taken at INSERT and visible at COMMIT, so
 //! position 11 can be visible while 10 is still in flight. The reader never
-//! returns an event above a *safe head*: it takes one snapshot S together
-//! with the highest visible position M, then waits until every transaction
-//! that was in progress in S has ended. Any transaction holding a position
-//! below M took it before M was taken, hence before S, and it had its xid by
-//! then (`fl_next_position()` assigns it first), so it is in S's in-progress
-//! list. Once those have ended, every position <= M is final: committed and
-//! visible, or rolled back and gone for good.
-
+//! returns an event above a *safe head*, found in two steps:
+//!
+//! 1. One statement reads M, the highest visible position, and takes an xid
+//!    X for the reader itself (`pg_current_xact_id()`), assigned after the
+//!    statement's snapshot. Any transaction T holding a position p < M took
+//!    p before M was taken, hence before the snapshot, and had its xid by
+//!    then (`fl_next_position()` assigns it first); xids are handed out in
+//!    order, so xid(T) < X.
+//! 2. Wait until no transaction with an xid below X is in progress, judged by
+//!    fresh snapshots taken after the reader's own transaction committed:
+//!    their `xmax` (latest completed xid + 1) is above X, so every running
+//!    xid below X is in their in-progress list. (Step 1's own snapshot is
+//!    not enough: a running transaction whose xid is above every completed
+//!    one lies at or above that snapshot's `xmax` and is not listed. The
+//!    stress test caught exactly that.)
+//!
+//! Then every position <= M is final: committed and visible, or rolled back
+//! and gone for good.
 use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgRow};
@@ -38,30 +48,30 @@ fn raw(row: PgRow) -> Result<RawEvent, StoreError> {
     })
 }
 
-/// The highest position below which the log can no longer change.
-pub(crate) async fn safe_head(pool: &PgPool) -> Result<i64, StoreError> {
-    let (snapshot, max): (String, i64) = sqlx::query_as(
-        "SELECT pg_current_snapshot()::text, COALESCE((SELECT max(position) FROM events), 0)",
+/// M and the reader's xid X, from one statement; and whether anything can
+/// be in flight at all (if the statement's snapshot listed no running xid
+/// and X is its `xmax`, no xid below X can be running).
+async fn horizon(pool: &PgPool) -> Result<(i64, String, bool), StoreError> {
+    let (max, x, in_flight): (i64, String, bool) = sqlx::query_as(
+        "SELECT COALESCE((SELECT max(position) FROM events), 0), \
+                pg_current_xact_id()::text, \
+                EXISTS (SELECT 1 FROM pg_snapshot_xip(pg_current_snapshot())) \
+                  OR pg_snapshot_xmax(pg_current_snapshot()) <> pg_current_xact_id()",
     )
     .fetch_one(pool)
     .await?;
-    wait_for_in_flight(pool, &snapshot).await?;
-    Ok(max)
+    Ok((max, x, in_flight))
 }
 
-/// Waits until no transaction in progress in `snapshot` is still running.
-async fn wait_for_in_flight(pool: &PgPool, snapshot: &str) -> Result<(), StoreError> {
-    // "xmin:xmax:xip,xip,..." — nothing was in flight when the list is empty.
-    if snapshot.ends_with(':') {
-        return Ok(());
-    }
+/// Waits until no transaction with an xid below `x` is in progress.
+async fn wait_below(pool: &PgPool, x: &str) -> Result<(), StoreError> {
     let mut delay = Duration::from_micros(500);
     loop {
         let running: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_snapshot_xip($1::text::pg_snapshot) AS x(xid) \
-             WHERE pg_xact_status(x.xid) = 'in progress'",
+            "SELECT count(*) FROM pg_snapshot_xip(pg_current_snapshot()) AS r(xid) \
+             WHERE r.xid < $1::text::xid8",
         )
-        .bind(snapshot)
+        .bind(x)
         .fetch_one(pool)
         .await?;
         if running == 0 {
@@ -72,20 +82,28 @@ async fn wait_for_in_flight(pool: &PgPool, snapshot: &str) -> Result<(), StoreEr
     }
 }
 
+/// The highest position below which the log can no longer change.
+pub(crate) async fn safe_head(pool: &PgPool) -> Result<i64, StoreError> {
+    let (max, x, in_flight) = horizon(pool).await?;
+    if in_flight {
+        wait_below(pool, &x).await?;
+    }
+    Ok(max)
+}
+
 pub(crate) async fn read_all(
     pool: &PgPool,
     after: i64,
     limit: i64,
 ) -> Result<Vec<RawEvent>, StoreError> {
-    let (snapshot, max): (String, i64) = sqlx::query_as(
-        "SELECT pg_current_snapshot()::text, COALESCE((SELECT max(position) FROM events), 0)",
-    )
-    .fetch_one(pool)
-    .await?;
+    // Nothing new: answer without taking an xid.
+    let max: i64 = sqlx::query_scalar("SELECT COALESCE(max(position), 0) FROM events")
+        .fetch_one(pool)
+        .await?;
     if max <= after {
         return Ok(Vec::new());
     }
-    wait_for_in_flight(pool, &snapshot).await?;
+    let max = safe_head(pool).await?;
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM events WHERE position > $1 AND position <= $2 ORDER BY position LIMIT $3"
     ))

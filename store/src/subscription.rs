@@ -144,12 +144,11 @@ impl Subscription {
         if events.is_empty() {
             return Ok(Step::Idle);
         }
-        // The whole batch in one transaction; on failure, isolate the event.
-        match self.apply(status.position, &events).await {
-            Ok(true) => return Ok(Step::Progressed),
-            Ok(false) => return Ok(Step::Progressed), // checkpoint moved under us: re-read
-            Err(_) if events.len() > 1 => {}
-            Err(_) => {}
+        // The whole batch in one transaction. `Ok(false)`: the checkpoint
+        // moved under us, so re-read. On failure, go event by event to
+        // isolate the one that fails.
+        if self.apply(status.position, &events).await.is_ok() {
+            return Ok(Step::Progressed);
         }
         let mut position = status.position;
         for event in &events {
@@ -185,6 +184,30 @@ impl Subscription {
     async fn apply(&self, from: u64, events: &[RecordedEvent]) -> Result<bool, ApplyError> {
         let to = events.last().expect("non-empty batch").global_position;
         let mut tx = self.store.begin().await.map_err(ApplyError::Store)?;
+        // Check (and on Postgres lock) the checkpoint *before* any effect:
+        // if it moved (another process, a reset, a rebuild's swap), nothing
+        // may be applied. Lock order is always checkpoint row, then the
+        // handler's tables; a rebuild's swap takes them in the same order.
+        let current: Option<i64> = match &mut tx {
+            StoreTx::Postgres(t) => sqlx::query_scalar(
+                "SELECT position FROM subscriptions WHERE name = $1 AND status = 'running' FOR UPDATE",
+            )
+            .bind(&self.name)
+            .fetch_optional(&mut **t)
+            .await,
+            // BEGIN IMMEDIATE already holds SQLite's single write lock.
+            StoreTx::Sqlite(t) => sqlx::query_scalar(
+                "SELECT position FROM subscriptions WHERE name = ? AND status = 'running'",
+            )
+            .bind(&self.name)
+            .fetch_optional(&mut **t)
+            .await,
+        }
+        .map_err(|e| ApplyError::Store(e.into()))?;
+        if current != Some(from as i64) {
+            tx.rollback().await.map_err(ApplyError::Store)?;
+            return Ok(false);
+        }
         for event in events {
             self.handler
                 .handle(&mut tx, event)
@@ -258,6 +281,11 @@ impl Store {
             Backend::Postgres(p) => StoreTx::Postgres(p.begin().await?),
             Backend::Sqlite(p) => StoreTx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
         })
+    }
+
+    /// Creates the subscription's checkpoint row (at 0) if it is missing.
+    pub async fn ensure_subscription_exists(&self, name: &str) -> Result<(), StoreError> {
+        self.ensure_subscription(name).await
     }
 
     pub(crate) async fn ensure_subscription(&self, name: &str) -> Result<(), StoreError> {

@@ -52,6 +52,67 @@ conformance!(
     a_stale_aggregate_cache_never_changes_an_outcome,
 );
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_a_reader_waits_for_an_in_flight_xid_above_the_snapshot_xmax() {
+    // The interleaving the stress test once caught: U takes an xid, T takes
+    // a higher xid and a *lower* position, U takes the next position and
+    // commits. T's xid is now above every completed xid, so a snapshot's
+    // xmax (latest completed + 1) does not even list T as running.
+    let ts = open(Kind::Postgres).await;
+    let store::Backend::Postgres(pool) = ts.store.backend().clone() else {
+        unreachable!()
+    };
+    let insert = |id: BatchId| {
+        let (p, m, _) = raw_event(id);
+        (id, p, m)
+    };
+    let mut u = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *u)
+        .await
+        .unwrap();
+    let mut t = pool.begin().await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut *t)
+        .await
+        .unwrap();
+    let (t_id, p, m) = insert(BatchId::new());
+    sqlx::query(raw_insert_sql(Kind::Postgres))
+        .bind(t_id.to_string())
+        .bind(p)
+        .bind(m)
+        .execute(&mut *t)
+        .await
+        .unwrap();
+    let (u_id, p, m) = insert(BatchId::new());
+    sqlx::query(raw_insert_sql(Kind::Postgres))
+        .bind(u_id.to_string())
+        .bind(p)
+        .bind(m)
+        .execute(&mut *u)
+        .await
+        .unwrap();
+    u.commit().await.unwrap();
+    let reader = tokio::spawn({
+        let s = ts.store.clone();
+        async move { s.read_all(0, 10).await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !reader.is_finished(),
+        "the reader returned while T (lower position, xid above xmax) was in flight"
+    );
+    t.commit().await.unwrap();
+    let ids: Vec<_> = reader
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.stream_id.clone())
+        .collect();
+    assert_eq!(ids, vec![t_id.to_string(), u_id.to_string()]);
+    ts.finish().await;
+}
+
 async fn raw_append(ts: &TestStore, hold: Duration, commit: bool) -> BatchId {
     let id = BatchId::new();
     let (payload, meta, event_id) = raw_event(id);

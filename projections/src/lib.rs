@@ -1,0 +1,290 @@
+//! Freshledger's read models, built by checkpointed subscribers of the event
+//! log. Each model applies an event and advances its checkpoint in one
+//! transaction (exactly-once effect), on Postgres and SQLite alike, and can
+//! be rebuilt from the log into fresh tables that are swapped in atomically
+//! while the API keeps serving.
+
+pub mod models;
+pub mod sql;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use event_schemas::RecordedEvent;
+use sha2::{Digest, Sha256};
+use store::{Handler, HandlerError, Store, StoreError, StoreTx, Subscription};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use models::Model;
+use sql::{exec, exec_pool, fetch, Arg};
+
+/// Bumped when a model's tables or rules change: a model whose stored
+/// version differs is rebuilt from the log at start.
+pub const SCHEMA_VERSION: i64 = 1;
+
+const NEXT: &str = "_next";
+const OLD: &str = "_old";
+
+/// A model writing into tables with a suffix ("" live, "_next" rebuilding).
+pub struct Projector {
+    model: Model,
+    suffix: &'static str,
+}
+
+#[async_trait]
+impl Handler for Projector {
+    async fn handle(&self, tx: &mut StoreTx, event: &RecordedEvent) -> Result<(), HandlerError> {
+        Ok(self.model.apply(tx, self.suffix, event).await?)
+    }
+}
+
+fn live_subscription(store: &Store, model: Model) -> Subscription {
+    Subscription::new(
+        model.name(),
+        store,
+        Arc::new(Projector { model, suffix: "" }),
+    )
+}
+
+fn rebuild_name(model: Model) -> String {
+    format!("{}:rebuild", model.name())
+}
+
+async fn table_exists(store: &Store, table: &str) -> bool {
+    fetch(
+        store,
+        &format!("SELECT 1 AS one FROM {table} WHERE 1 = 0"),
+        &[],
+    )
+    .await
+    .is_ok()
+}
+
+async fn create_tables(store: &Store, model: Model, suffix: &str) -> Result<(), StoreError> {
+    let tag = format!(
+        "{}",
+        chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
+    );
+    for stmt in model.ddl(suffix, &tag) {
+        exec_pool(store, &stmt, &[]).await?;
+    }
+    Ok(())
+}
+
+async fn drop_tables(store: &Store, model: Model, suffix: &str) -> Result<(), StoreError> {
+    for (t, _) in model.tables() {
+        exec_pool(store, &format!("DROP TABLE IF EXISTS {t}{suffix}"), &[]).await?;
+    }
+    Ok(())
+}
+
+async fn stored_version(store: &Store, model: Model) -> Option<i64> {
+    exec_pool(store, "CREATE TABLE IF NOT EXISTS projection_versions (name TEXT PRIMARY KEY, version BIGINT NOT NULL)", &[])
+        .await
+        .ok()?;
+    fetch(
+        store,
+        "SELECT version FROM projection_versions WHERE name = ?",
+        &[model.name().into()],
+    )
+    .await
+    .ok()?
+    .first()
+    .and_then(|r| r["version"].as_i64())
+}
+
+async fn set_version(store: &Store, model: Model) -> Result<(), StoreError> {
+    exec_pool(
+        store,
+        "INSERT INTO projection_versions (name, version) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET version = excluded.version",
+        &[model.name().into(), SCHEMA_VERSION.into()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Makes sure every model's tables exist at the current version: creates
+/// missing ones (their subscription starts from the beginning of the log)
+/// and rebuilds those of another version.
+pub async fn ensure(store: &Store) -> Result<(), StoreError> {
+    for model in Model::ALL {
+        let exists = table_exists(store, model.tables()[0].0).await;
+        match (exists, stored_version(store, model).await) {
+            (true, Some(SCHEMA_VERSION)) => {}
+            (true, _) => {
+                tracing::info!(
+                    model = model.name(),
+                    "read model schema changed: rebuilding"
+                );
+                rebuild(store, model, |_, _| {}).await?;
+            }
+            (false, _) => {
+                drop_tables(store, model, "").await?;
+                create_tables(store, model, "").await?;
+                store.reset_subscription(model.name(), 0).await?;
+                set_version(store, model).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs every model's subscription until `stop`; restarts one that fails
+/// on a database error after a pause.
+pub fn spawn(store: &Store, stop: CancellationToken) -> Vec<JoinHandle<()>> {
+    Model::ALL
+        .into_iter()
+        .map(|model| {
+            let store = store.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                let sub = live_subscription(&store, model);
+                while !stop.is_cancelled() {
+                    if let Err(e) = sub.run(stop.clone()).await {
+                        tracing::error!(model = model.name(), error = %e, "projection stopped; restarting");
+                        tokio::select! {
+                            _ = stop.cancelled() => {},
+                            _ = tokio::time::sleep(Duration::from_secs(1)) => {},
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Catches every model up with the log now (tests, tools).
+pub async fn catch_up(store: &Store) -> Result<(), StoreError> {
+    for model in Model::ALL {
+        live_subscription(store, model).catch_up().await?;
+    }
+    Ok(())
+}
+
+/// Rebuilds one model from the log into fresh tables, then swaps them in:
+/// in one transaction the live tables are renamed away, the new ones take
+/// their names, and the live checkpoint moves to where the rebuild stopped,
+/// so the live subscriber (in this or another process) carries on from
+/// there. Readers see the old tables until the swap commits, the new ones
+/// after; nothing is ever half-built. `progress(done, total)` reports.
+pub async fn rebuild(
+    store: &Store,
+    model: Model,
+    progress: impl Fn(u64, u64),
+) -> Result<(), StoreError> {
+    let name = rebuild_name(model);
+    drop_tables(store, model, NEXT).await?;
+    drop_tables(store, model, OLD).await?;
+    create_tables(store, model, NEXT).await?;
+    store.reset_subscription(&name, 0).await?;
+    let sub = Subscription::new(
+        name.clone(),
+        store,
+        Arc::new(Projector {
+            model,
+            suffix: NEXT,
+        }),
+    )
+    .with_batch_size(2_000);
+    let total = store.head().await?;
+    loop {
+        let status = sub.catch_up().await?;
+        if status.parked {
+            return Err(StoreError::Persistence(format!(
+                "rebuild of {} parked at {:?}: {}",
+                model.name(),
+                status.parked_at_position,
+                status.last_error.unwrap_or_default()
+            )));
+        }
+        progress(status.position.min(total), total);
+        if status.position >= store.head().await? {
+            break;
+        }
+    }
+    let at = store.subscription(&name).await?.position;
+    store.ensure_subscription_exists(model.name()).await?;
+    let mut tx = store.begin().await?;
+    // Checkpoint row first, tables second: the order a live runner locks
+    // them in, so the two can never deadlock.
+    exec(
+        &mut tx,
+        "UPDATE subscriptions SET position = ?, status = 'running', parked_at_position = NULL, last_error = NULL WHERE name = ?",
+        &[at.into(), model.name().into()],
+    )
+    .await?;
+    for (t, _) in model.tables() {
+        exec(&mut tx, &format!("ALTER TABLE {t} RENAME TO {t}{OLD}"), &[]).await?;
+        exec(
+            &mut tx,
+            &format!("ALTER TABLE {t}{NEXT} RENAME TO {t}"),
+            &[],
+        )
+        .await?;
+    }
+    exec(
+        &mut tx,
+        "DELETE FROM subscriptions WHERE name = ?",
+        &[name.into()],
+    )
+    .await?;
+    tx.commit().await?;
+    drop_tables(store, model, OLD).await?;
+    set_version(store, model).await?;
+    progress(total, total);
+    Ok(())
+}
+
+/// A digest of everything a model holds (all tables, rows in key order).
+pub async fn checksum(store: &Store, model: Model) -> Result<String, StoreError> {
+    let mut h = Sha256::new();
+    for (t, order) in model.tables() {
+        let rows = fetch(store, &format!("SELECT * FROM {t} ORDER BY {order}"), &[]).await?;
+        h.update(t.as_bytes());
+        for r in rows {
+            h.update(
+                serde_json::to_string(&r)
+                    .expect("rows serialize")
+                    .as_bytes(),
+            );
+            h.update(b"\n");
+        }
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// Waits until every model has applied the log up to `position`, or
+/// `timeout` passes (then returns the lowest position reached as an error).
+pub async fn wait_for(store: &Store, position: u64, timeout: Duration) -> Result<(), u64> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut delay = Duration::from_millis(1);
+    loop {
+        let lowest = lowest_checkpoint(store).await.unwrap_or(0);
+        if lowest >= position {
+            return Ok(());
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Err(lowest);
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_millis(20));
+    }
+}
+
+async fn lowest_checkpoint(store: &Store) -> Result<u64, StoreError> {
+    let all = store.subscriptions().await?;
+    Ok(Model::ALL
+        .iter()
+        .map(|m| {
+            all.iter()
+                .find(|s| s.name == m.name())
+                .map_or(0, |s| s.position)
+        })
+        .min()
+        .unwrap_or(0))
+}
+
+/// The argument type, re-exported for query code.
+pub type SqlArg = Arg;

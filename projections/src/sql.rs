@@ -1,0 +1,201 @@
+//! Portable SQL for read models: one statement text for both backends.
+//! Statements use `?` placeholders (rewritten to `$1…` for Postgres) and
+//! only types both share: BIGINT integers, TEXT (JSON and RFC 3339 UTC
+//! timestamps, which sort as text), NULL.
+
+use serde_json::Value;
+use sqlx::{Column, Row, TypeInfo};
+use store::{Backend, Store, StoreError, StoreTx};
+
+/// A bound argument.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arg {
+    Int(i64),
+    Text(String),
+    Null,
+}
+
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Arg::Int(v)
+    }
+}
+impl From<u64> for Arg {
+    fn from(v: u64) -> Self {
+        Arg::Int(v as i64)
+    }
+}
+impl From<&str> for Arg {
+    fn from(v: &str) -> Self {
+        Arg::Text(v.to_string())
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Self {
+        Arg::Text(v)
+    }
+}
+impl<T: Into<Arg>> From<Option<T>> for Arg {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Arg::Null, Into::into)
+    }
+}
+
+/// `?` → `$n` (placeholders never appear inside our string literals).
+pub fn postgres(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut n = 0;
+    for c in sql.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+macro_rules! bind_all {
+    ($q:expr, $args:expr) => {{
+        let mut q = $q;
+        for a in $args {
+            q = match a {
+                Arg::Int(i) => q.bind(*i),
+                Arg::Text(s) => q.bind(s.clone()),
+                Arg::Null => q.bind(None::<String>),
+            };
+        }
+        q
+    }};
+}
+
+/// Runs a statement inside a subscription's transaction.
+pub async fn exec(tx: &mut StoreTx, sql: &str, args: &[Arg]) -> Result<u64, StoreError> {
+    Ok(match tx {
+        StoreTx::Postgres(t) => {
+            let sql = postgres(sql);
+            bind_all!(sqlx::query(&sql), args)
+                .execute(&mut **t)
+                .await?
+                .rows_affected()
+        }
+        StoreTx::Sqlite(t) => bind_all!(sqlx::query(sql), args)
+            .execute(&mut **t)
+            .await?
+            .rows_affected(),
+    })
+}
+
+/// Runs a statement outside any subscription (DDL, maintenance).
+pub async fn exec_pool(store: &Store, sql: &str, args: &[Arg]) -> Result<u64, StoreError> {
+    Ok(match store.backend() {
+        Backend::Postgres(p) => {
+            let sql = postgres(sql);
+            bind_all!(sqlx::query(&sql), args)
+                .execute(p)
+                .await?
+                .rows_affected()
+        }
+        Backend::Sqlite(p) => bind_all!(sqlx::query(sql), args)
+            .execute(p)
+            .await?
+            .rows_affected(),
+    })
+}
+
+/// A row as JSON values, by column name.
+pub type JsonRow = serde_json::Map<String, Value>;
+
+fn pg_row(row: &sqlx::postgres::PgRow) -> JsonRow {
+    let mut m = JsonRow::new();
+    for (i, c) in row.columns().iter().enumerate() {
+        let v = match c.type_info().name() {
+            "INT8" | "INT4" | "INT2" => row
+                .try_get::<Option<i64>, _>(i)
+                .ok()
+                .flatten()
+                .map_or(Value::Null, Value::from),
+            _ => row
+                .try_get::<Option<String>, _>(i)
+                .ok()
+                .flatten()
+                .map_or(Value::Null, Value::from),
+        };
+        m.insert(c.name().to_string(), v);
+    }
+    m
+}
+
+fn sqlite_row(row: &sqlx::sqlite::SqliteRow) -> JsonRow {
+    let mut m = JsonRow::new();
+    for (i, c) in row.columns().iter().enumerate() {
+        let v = if let Ok(Some(n)) = row.try_get::<Option<i64>, _>(i) {
+            Value::from(n)
+        } else if let Ok(Some(s)) = row.try_get::<Option<String>, _>(i) {
+            Value::from(s)
+        } else {
+            Value::Null
+        };
+        m.insert(c.name().to_string(), v);
+    }
+    m
+}
+
+/// Reads rows (read models are read outside subscriptions).
+pub async fn fetch(store: &Store, sql: &str, args: &[Arg]) -> Result<Vec<JsonRow>, StoreError> {
+    Ok(match store.backend() {
+        Backend::Postgres(p) => {
+            let sql = postgres(sql);
+            bind_all!(sqlx::query(&sql), args)
+                .fetch_all(p)
+                .await?
+                .iter()
+                .map(pg_row)
+                .collect()
+        }
+        Backend::Sqlite(p) => bind_all!(sqlx::query(sql), args)
+            .fetch_all(p)
+            .await?
+            .iter()
+            .map(sqlite_row)
+            .collect(),
+    })
+}
+
+/// Reads rows inside a subscription's transaction.
+pub async fn fetch_tx(
+    tx: &mut StoreTx,
+    sql: &str,
+    args: &[Arg],
+) -> Result<Vec<JsonRow>, StoreError> {
+    Ok(match tx {
+        StoreTx::Postgres(t) => {
+            let sql = postgres(sql);
+            bind_all!(sqlx::query(&sql), args)
+                .fetch_all(&mut **t)
+                .await?
+                .iter()
+                .map(pg_row)
+                .collect()
+        }
+        StoreTx::Sqlite(t) => bind_all!(sqlx::query(sql), args)
+            .fetch_all(&mut **t)
+            .await?
+            .iter()
+            .map(sqlite_row)
+            .collect(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_become_numbered() {
+        assert_eq!(
+            super::postgres("UPDATE t SET a = ?, b = ? WHERE c = ?"),
+            "UPDATE t SET a = $1, b = $2 WHERE c = $3"
+        );
+    }
+}
