@@ -73,6 +73,9 @@ enum Command {
 enum ProjectionsCommand {
     /// Each read model's checkpoint, and any error it is parked on.
     Status,
+    /// A digest of each read model's content (to compare a rebuild with
+    /// the live tables, or two databases).
+    Checksum,
     /// Replay the log into fresh tables and swap them in; a running server
     /// keeps serving throughout.
     Rebuild {
@@ -173,6 +176,16 @@ async fn run(cli: Cli) -> Result<(), String> {
                     "running".into()
                 };
                 println!("{:<12} {:>10}  {state}", s.name, s.position);
+            }
+        }
+        Command::Projections {
+            command: ProjectionsCommand::Checksum,
+        } => {
+            for model in projections::Model::ALL {
+                let sum = projections::checksum(&store, model)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                println!("{:<12} {sum}", model.name());
             }
         }
         Command::Projections {

@@ -101,6 +101,24 @@ fn decode_cursor(after: Option<String>) -> Result<Option<String>> {
     String::from_utf8(bytes).map(Some).map_err(|_| bad())
 }
 
+/// One page of a keyset-paginated connection: `found` holds up to `size + 1`
+/// rows (the extra one only says there is a next page); `node` gives each
+/// row's keyset position and node.
+fn page<T: async_graphql::OutputType>(
+    mut found: Vec<JsonRow>,
+    size: usize,
+    node: impl Fn(JsonRow) -> (String, T),
+) -> Connection<String, T, EmptyFields, EmptyFields> {
+    let more = found.len() > size;
+    found.truncate(size);
+    let mut c = Connection::new(false, more);
+    c.edges.extend(found.into_iter().map(|r| {
+        let (key, n) = node(r);
+        Edge::new(cursor(&key), n)
+    }));
+    c
+}
+
 /// Cursors are opaque to clients: the hex of a keyset position.
 fn cursor(key: &str) -> String {
     key.bytes().map(|b| format!("{b:02x}")).collect()
@@ -368,15 +386,11 @@ impl Query {
                 )
             }
         };
-        let mut found = rows(ctx, sql, &args).await?;
-        let more = found.len() > size;
-        found.truncate(size);
-        let mut c = Connection::new(false, more);
-        c.edges.extend(found.into_iter().map(|row| {
+        let found = rows(ctx, sql, &args).await?;
+        Ok(page(found, size, |row| {
             let o = Order { row };
-            Edge::new(cursor(&format!("{}|{}", o.placed(), o.key())), o)
-        }));
-        Ok(c)
+            (format!("{}|{}", o.placed(), o.key()), o)
+        }))
     }
 
     /// Delivery tracking, by delivery or by order.
@@ -431,15 +445,11 @@ impl Query {
         }
         sql.push_str(" ORDER BY expires_at, batch_id LIMIT ?");
         args.push((size as i64 + 1).into());
-        let mut found = rows(ctx, &sql, &args).await?;
-        let more = found.len() > size;
-        found.truncate(size);
-        let mut c = Connection::new(false, more);
-        c.edges.extend(found.iter().map(|r| {
-            let b = Batch::from(r);
-            Edge::new(cursor(&format!("{}|{}", b.expires_at, b.batch_id)), b)
-        }));
-        Ok(c)
+        let found = rows(ctx, &sql, &args).await?;
+        Ok(page(found, size, |r| {
+            let b = Batch::from(&r);
+            (format!("{}|{}", b.expires_at, b.batch_id), b)
+        }))
     }
 
     /// Back-office: write-offs with reason, quantity and cost, newest first.
@@ -467,15 +477,11 @@ impl Query {
         }
         sql.push_str(" ORDER BY position DESC LIMIT ?");
         args.push((size as i64 + 1).into());
-        let mut found = rows(ctx, &sql, &args).await?;
-        let more = found.len() > size;
-        found.truncate(size);
-        let mut c = Connection::new(false, more);
-        c.edges.extend(found.iter().map(|r| {
-            let e = SpoilageEntry::from(r);
-            Edge::new(cursor(&e.position.to_string()), e)
-        }));
-        Ok(c)
+        let found = rows(ctx, &sql, &args).await?;
+        Ok(page(found, size, |r| {
+            let e = SpoilageEntry::from(&r);
+            (e.position.to_string(), e)
+        }))
     }
 
     /// Back-office: stock of every SKU in one warehouse, batches in FEFO order.

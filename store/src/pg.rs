@@ -266,19 +266,22 @@ pub(crate) async fn get_events_after(
     .fetch_all(pool)
     .await
     .map_err(persistence)?;
-    rows.into_iter()
-        .map(|r| {
-            Ok(cqrs_es::persist::SerializedEvent {
-                aggregate_type: r.try_get("aggregate_type").map_err(persistence)?,
-                aggregate_id: r.try_get("aggregate_id").map_err(persistence)?,
-                sequence: r.try_get::<i64, _>("sequence").map_err(persistence)? as usize,
-                event_type: r.try_get("event_type").map_err(persistence)?,
-                event_version: r.try_get("event_version").map_err(persistence)?,
-                payload: r.try_get("payload").map_err(persistence)?,
-                metadata: r.try_get("metadata").map_err(persistence)?,
-            })
-        })
-        .collect()
+    rows.into_iter().map(serialized).collect()
+}
+
+/// A row of the events table as cqrs-es wants it.
+pub(crate) fn serialized(
+    r: PgRow,
+) -> Result<cqrs_es::persist::SerializedEvent, cqrs_es::persist::PersistenceError> {
+    Ok(cqrs_es::persist::SerializedEvent {
+        aggregate_type: r.try_get("aggregate_type").map_err(persistence)?,
+        aggregate_id: r.try_get("aggregate_id").map_err(persistence)?,
+        sequence: r.try_get::<i64, _>("sequence").map_err(persistence)? as usize,
+        event_type: r.try_get("event_type").map_err(persistence)?,
+        event_version: r.try_get("event_version").map_err(persistence)?,
+        payload: r.try_get("payload").map_err(persistence)?,
+        metadata: r.try_get("metadata").map_err(persistence)?,
+    })
 }
 
 /// Positions of events just committed by postgres-es (the snapshot path).

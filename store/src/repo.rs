@@ -137,31 +137,17 @@ impl PersistedEventRepository for Repo {
         // query; read per type here for both backends.
         let events = match self.store.backend() {
             Backend::Sqlite(pool) => sqlite::get_all_of_type(pool, A::TYPE).await?,
-            Backend::Postgres(pool) => {
-                use sqlx::Row;
-                let rows = sqlx::query(
-                    "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata \
-                     FROM events WHERE aggregate_type = $1 ORDER BY position",
-                )
-                .bind(A::TYPE)
-                .fetch_all(pool)
-                .await
-                .map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?;
-                rows.into_iter()
-                    .map(|r| {
-                        let get = |e: sqlx::Error| PersistenceError::ConnectionError(Box::new(e));
-                        Ok(SerializedEvent {
-                            aggregate_type: r.try_get("aggregate_type").map_err(get)?,
-                            aggregate_id: r.try_get("aggregate_id").map_err(get)?,
-                            sequence: r.try_get::<i64, _>("sequence").map_err(get)? as usize,
-                            event_type: r.try_get("event_type").map_err(get)?,
-                            event_version: r.try_get("event_version").map_err(get)?,
-                            payload: r.try_get("payload").map_err(get)?,
-                            metadata: r.try_get("metadata").map_err(get)?,
-                        })
-                    })
-                    .collect::<Result<Vec<_>, PersistenceError>>()?
-            }
+            Backend::Postgres(pool) => sqlx::query(
+                "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata \
+                 FROM events WHERE aggregate_type = $1 ORDER BY position",
+            )
+            .bind(A::TYPE)
+            .fetch_all(pool)
+            .await
+            .map_err(|e| PersistenceError::ConnectionError(Box::new(e)))?
+            .into_iter()
+            .map(pg::serialized)
+            .collect::<Result<Vec<_>, PersistenceError>>()?,
         };
         Ok(replay(events))
     }

@@ -50,6 +50,7 @@ conformance!(
     old_event_versions_are_upcast_on_every_read,
     live_subscriptions_are_woken_by_appends_from_another_process,
     a_stale_aggregate_cache_never_changes_an_outcome,
+    cqrs_es_replay_streams_read_back_what_was_appended,
 );
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -891,5 +892,52 @@ async fn a_stale_aggregate_cache_never_changes_an_outcome(kind: Kind) {
     assert_eq!(batch.reserved_for(&x), 1_000);
     assert_eq!(batch.reserved(), 9_000);
     other.close().await;
+    ts.finish().await;
+}
+
+/// cqrs-es' replay streams (per stream and per aggregate type) read back
+/// exactly what was appended, in order.
+async fn cqrs_es_replay_streams_read_back_what_was_appended(kind: Kind) {
+    use cqrs_es::persist::PersistedEventRepository;
+    let ts = open(kind).await;
+    let agg = batches(&ts.store);
+    let (a, b) = (BatchId::new(), BatchId::new());
+    agg.execute(&a.to_string(), receive(a, 1_000), &meta())
+        .await
+        .unwrap();
+    agg.execute(&b.to_string(), receive(b, 2_000), &meta())
+        .await
+        .unwrap();
+    agg.execute(
+        &a.to_string(),
+        IC::ReserveStock {
+            order_id: OrderId::new(),
+            quantity: Quantity::grams(10).unwrap(),
+        },
+        &meta(),
+    )
+    .await
+    .unwrap();
+    let repo = ts.store.repo();
+    let mut all = repo.stream_all_events::<InventoryBatch>().await.unwrap();
+    let mut seen = Vec::new();
+    while let Some(e) = all.next::<InventoryBatch>(&[]).await {
+        let e = e.unwrap();
+        seen.push((e.aggregate_id.clone(), e.sequence));
+    }
+    assert_eq!(
+        seen,
+        vec![(a.to_string(), 1), (b.to_string(), 1), (a.to_string(), 2)]
+    );
+    let mut one = repo
+        .stream_events::<InventoryBatch>(&a.to_string())
+        .await
+        .unwrap();
+    let mut n = 0;
+    while let Some(e) = one.next::<InventoryBatch>(&[]).await {
+        assert_eq!(e.unwrap().aggregate_id, a.to_string());
+        n += 1;
+    }
+    assert_eq!(n, 2);
     ts.finish().await;
 }
