@@ -2,6 +2,7 @@
 //! they price from. Pure: no database, network or file access. Time and
 //! prices come in through each aggregate's `Services`.
 
+pub mod allocation;
 pub mod catalog;
 pub mod clock;
 pub mod delivery;
