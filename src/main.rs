@@ -57,6 +57,10 @@ enum Command {
         /// [default: true].
         #[arg(long, env = "FRESHLEDGER_DEMO_DATA")]
         demo_data: Option<bool>,
+        /// Raise a batch's expiry warning this many hours before it expires
+        /// [default: 24].
+        #[arg(long, env = "FRESHLEDGER_EXPIRY_WARNING_HOURS")]
+        expiry_warning_hours: Option<u32>,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -93,6 +97,7 @@ struct FileConfig {
     snapshot_every: Option<usize>,
     max_connections: Option<u32>,
     demo_data: Option<bool>,
+    expiry_warning_hours: Option<u32>,
 }
 
 fn file_config(path: &Option<PathBuf>) -> Result<FileConfig, String> {
@@ -126,6 +131,46 @@ async fn open_store(cli: &Cli, file: &FileConfig) -> Result<Store, String> {
     Ok(store)
 }
 
+/// The spoilage process manager and the timer scheduler.
+fn spawn_timers(
+    state: &AppState,
+    warn_before: chrono::Duration,
+    stop: tokio_util::sync::CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let store = state.store.clone();
+    let timers = Arc::new(store::Aggregates::<domain::timer::Timer>::new(
+        &store,
+        domain::timer::TimerServices {
+            clock: state.clock.clone(),
+        },
+    ));
+    let spoilage = Arc::new(sagas::spoilage::Spoilage {
+        batches: state.batches.clone(),
+        timers: timers.clone(),
+        warn_before,
+    });
+    let reactor = {
+        let (store, stop) = (store.clone(), stop.clone());
+        tokio::spawn(async move {
+            let sub = store::Subscription::reactor("spoilage", &store, spoilage);
+            while !stop.is_cancelled() {
+                if let Err(e) = sub.run(stop.clone()).await {
+                    tracing::error!(error = %e, "spoilage stopped; restarting");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        })
+    };
+    let scheduler = tokio::spawn(sagas::timers::run(
+        store,
+        timers,
+        state.clock.clone(),
+        Duration::from_secs(1),
+        stop,
+    ));
+    vec![reactor, scheduler]
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -153,6 +198,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     let command = cli.command.as_ref().unwrap_or(&Command::Serve {
         listen: None,
         demo_data: None,
+        expiry_warning_hours: None,
     });
     let store = open_store(&cli, &file).await?;
     projections::ensure(&store)
@@ -233,7 +279,11 @@ async fn run(cli: Cli) -> Result<(), String> {
                 loaded.products, loaded.batches
             );
         }
-        Command::Serve { listen, demo_data } => {
+        Command::Serve {
+            listen,
+            demo_data,
+            expiry_warning_hours,
+        } => {
             if demo_data.or(file.demo_data).unwrap_or(true) {
                 let loaded = command_api::demo::load(&state)
                     .await
@@ -254,7 +304,16 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .map_err(|e| format!("binding {addr}: {e}"))?;
             let bound = listener.local_addr().map_err(|e| e.to_string())?;
             let stop = tokio_util::sync::CancellationToken::new();
-            let projectors = projections::spawn(&store, stop.clone());
+            let mut workers = projections::spawn(&store, stop.clone());
+            workers.extend(spawn_timers(
+                &state,
+                chrono::Duration::hours(
+                    expiry_warning_hours
+                        .or(file.expiry_warning_hours)
+                        .unwrap_or(24) as i64,
+                ),
+                stop.clone(),
+            ));
             // Tests and scripts read this line to find a port chosen by the OS.
             println!("freshledger listening on http://{bound}");
             let app = command_api::router(state).merge(query_api::router(&store));
@@ -262,11 +321,11 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .with_graceful_shutdown(shutdown_signal())
                 .await
                 .map_err(|e| format!("serving: {e}"))?;
-            // Requests are done; let each projector finish the batch it is
-            // in (its checkpoint commits with it), then stop.
+            // Requests are done; let each projector and process manager
+            // finish the batch it is in (its checkpoint commits with it).
             stop.cancel();
-            for p in projectors {
-                let _ = p.await;
+            for w in workers {
+                let _ = w.await;
             }
         }
     }

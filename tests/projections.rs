@@ -75,10 +75,12 @@ async fn rebuild_from_the_cli_equals_live(backend: Backend) {
         .await
         .unwrap();
     assert!(r["errors"].is_null(), "{r}");
+    // Let background reactions (timers for the demo batches) settle too.
+    app.log_len().await;
     let live = cli(&app, &["projections", "checksum"]);
     // Rebuild everything from another process while the server serves.
     let out = cli(&app, &["projections", "rebuild"]);
-    for m in ["orders", "stock", "deliveries", "payments"] {
+    for m in ["orders", "stock", "deliveries", "payments", "timers"] {
         assert!(
             out.contains(&format!("{m}: rebuilt and swapped in")),
             "{out}"

@@ -302,6 +302,18 @@ pub struct LogStatus {
     /// Highest global position safe to read up to.
     pub head_position: u64,
     pub event_count: u64,
+    /// Every subscriber of the log (read models, process managers) and how
+    /// far it has got.
+    pub subscriptions: Vec<SubscriptionInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SubscriptionInfo {
+    pub name: String,
+    pub position: u64,
+    pub parked: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -461,6 +461,18 @@ pub async fn log_status(State(s): State<AppState>) -> Result<Json<LogStatus>, Ap
     Ok(Json(LogStatus {
         head_position: s.store.head().await?,
         event_count: s.store.count().await?,
+        subscriptions: s
+            .store
+            .subscriptions()
+            .await?
+            .into_iter()
+            .map(|x| SubscriptionInfo {
+                name: x.name,
+                position: x.position,
+                parked: x.parked,
+                last_error: x.last_error,
+            })
+            .collect(),
     }))
 }
 

@@ -122,7 +122,7 @@ api! {
     post "/api/v1/deliveries/{delivery_id}/failed-attempts" => h::fail_attempt, body: FailAttempt, ok: 200, tag: "deliveries", "The hand-over failed";
     put "/api/v1/products/{sku}" => h::put_product, body: ProductBody, ok: 200, tag: "catalogue", "Create or replace a product";
     get "/api/v1/products" => h::list_products, body: (), ok: 200, tag: "catalogue", "List the catalogue";
-    get "/api/v1/log" => h::log_status, body: (), ok: 200, tag: "audit", "Head position and size of the event log";
+    get "/api/v1/log" => h::log_status, body: (), ok: 200, tag: "audit", "Head position and size of the event log, and every subscriber's checkpoint";
     get "/api/v1/events" => h::events, body: (), ok: 200, tag: "audit", "The global log, in position order (?after=&limit=)";
     get "/api/v1/streams/{stream_type}/{stream_id}/events" => h::stream_events, body: (), ok: 200, tag: "audit", "One stream's events";
     get "/api/v1/correlations/{correlation_id}/events" => h::correlation_events, body: (), ok: 200, tag: "audit", "Every event of one business flow";

@@ -10,6 +10,7 @@ pub mod error;
 pub mod inventory;
 pub mod order;
 pub mod payment;
+pub mod timer;
 
 pub use catalog::{Catalog, Category, InMemoryCatalog, Nutrition, Product};
 pub use clock::{Clock, FixedClock, SystemClock};

@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use crate::events::{
     delivery::DeliveryEvent, inventory::InventoryBatchEvent, order::OrderEvent,
-    payment::PaymentEvent,
+    payment::PaymentEvent, timer::TimerEvent,
 };
 use crate::values::ValueError;
 
@@ -197,6 +197,7 @@ pub enum AnyEvent {
     InventoryBatch(InventoryBatchEvent),
     Payment(PaymentEvent),
     Delivery(DeliveryEvent),
+    Timer(TimerEvent),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -230,6 +231,9 @@ impl RecordedEvent {
             }
             DeliveryEvent::STREAM_TYPE => {
                 AnyEvent::Delivery(DeliveryEvent::from_body(&self.event_type, body).map_err(err)?)
+            }
+            TimerEvent::STREAM_TYPE => {
+                AnyEvent::Timer(TimerEvent::from_body(&self.event_type, body).map_err(err)?)
             }
             other => return Err(DecodeError::UnknownStream(other.to_string())),
         })

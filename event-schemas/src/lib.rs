@@ -13,11 +13,13 @@ pub use events::delivery::{self, DeliveryEvent};
 pub use events::inventory::{self, InventoryBatchEvent};
 pub use events::order::{self, OrderEvent};
 pub use events::payment::{self, PaymentEvent};
+pub use events::timer::{self, TimerEvent};
 
 /// The stream types, in the order they are documented.
-pub const STREAM_TYPES: [&str; 4] = [
+pub const STREAM_TYPES: [&str; 5] = [
     OrderEvent::STREAM_TYPE,
     InventoryBatchEvent::STREAM_TYPE,
     PaymentEvent::STREAM_TYPE,
     DeliveryEvent::STREAM_TYPE,
+    TimerEvent::STREAM_TYPE,
 ];

@@ -10,7 +10,7 @@ use schemars::{JsonSchema, Schema};
 use crate::envelope::RecordedEvent;
 use crate::events::{
     delivery::DeliveryEvent, inventory::InventoryBatchEvent, order::legacy::OrderPlacedV1,
-    order::OrderEvent, payment::PaymentEvent,
+    order::OrderEvent, payment::PaymentEvent, timer::TimerEvent,
 };
 
 pub(crate) fn schema_of<T: JsonSchema>() -> Schema {
@@ -48,6 +48,7 @@ pub fn all_schema_files() -> BTreeMap<String, String> {
         ),
         (PaymentEvent::STREAM_TYPE, PaymentEvent::body_schemas()),
         (DeliveryEvent::STREAM_TYPE, DeliveryEvent::body_schemas()),
+        (TimerEvent::STREAM_TYPE, TimerEvent::body_schemas()),
     ];
     for (stream, schemas) in streams {
         for (ty, version, schema) in schemas {

@@ -78,6 +78,7 @@ fn every_event_type_has_a_schema_with_its_version() {
         ),
         ("Payment", event_schemas::PaymentEvent::EVENT_TYPES),
         ("Delivery", event_schemas::DeliveryEvent::EVENT_TYPES),
+        ("Timer", event_schemas::TimerEvent::EVENT_TYPES),
     ] {
         for (ty, version) in types {
             let path = format!("{stream}/{ty}.v{version}.json");

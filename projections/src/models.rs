@@ -4,6 +4,7 @@ use event_schemas::delivery::{DeliveryEvent, ProofOfDelivery};
 use event_schemas::inventory::{ColdChain, InventoryBatchEvent, ReleaseReason, WriteOffReason};
 use event_schemas::order::{CancellationReason, OrderEvent, PaymentMethod};
 use event_schemas::payment::PaymentEvent;
+use event_schemas::timer::{TimerEvent, TimerKind};
 use event_schemas::{AnyEvent, RecordedEvent};
 use serde::Serialize;
 use store::{StoreError, StoreTx};
@@ -18,14 +19,16 @@ pub enum Model {
     Stock,
     Deliveries,
     Payments,
+    Timers,
 }
 
 impl Model {
-    pub const ALL: [Model; 4] = [
+    pub const ALL: [Model; 5] = [
         Model::Orders,
         Model::Stock,
         Model::Deliveries,
         Model::Payments,
+        Model::Timers,
     ];
 
     pub fn name(self) -> &'static str {
@@ -34,6 +37,7 @@ impl Model {
             Model::Stock => "stock",
             Model::Deliveries => "deliveries",
             Model::Payments => "payments",
+            Model::Timers => "timers",
         }
     }
 
@@ -51,6 +55,7 @@ impl Model {
             Model::Stock => &[("rm_batches", "batch_id"), ("rm_spoilage", "position")],
             Model::Deliveries => &[("rm_deliveries", "delivery_id")],
             Model::Payments => &[("rm_payments", "payment_id")],
+            Model::Timers => &[("rm_timers", "timer_id")],
         }
     }
 
@@ -114,6 +119,14 @@ impl Model {
                 ),
                 format!("CREATE INDEX ix_payments_order_{tag} ON {} (order_id)", t("rm_payments")),
             ],
+            Model::Timers => vec![
+                format!(
+                    "CREATE TABLE {} (timer_id TEXT PRIMARY KEY, kind TEXT NOT NULL, target TEXT NOT NULL, \
+                     due_at TEXT NOT NULL, status TEXT NOT NULL, fired_at TEXT, position BIGINT NOT NULL)",
+                    t("rm_timers")
+                ),
+                format!("CREATE INDEX ix_timers_due_{tag} ON {} (status, due_at)", t("rm_timers")),
+            ],
         }
     }
 
@@ -125,6 +138,7 @@ impl Model {
                 | (Model::Stock, "InventoryBatch")
                 | (Model::Deliveries, "Delivery")
                 | (Model::Payments, "Payment")
+                | (Model::Timers, "Timer")
         )
     }
 
@@ -158,6 +172,7 @@ impl Model {
             (Model::Payments, AnyEvent::Payment(ev)) => {
                 payments(tx, suffix, id, pos, &at, ev).await
             }
+            (Model::Timers, AnyEvent::Timer(ev)) => timers(tx, suffix, id, pos, ev).await,
             _ => Ok(()),
         }
     }
@@ -414,5 +429,41 @@ async fn payments(
         &args,
     )
     .await?;
+    Ok(())
+}
+
+async fn timers(
+    tx: &mut StoreTx,
+    s: &str,
+    id: &str,
+    pos: i64,
+    ev: TimerEvent,
+) -> Result<(), StoreError> {
+    let t = format!("rm_timers{s}");
+    match ev {
+        TimerEvent::TimerScheduled(e) => {
+            let (kind, target) = match &e.timer {
+                TimerKind::ExpiryWarning { batch_id } => ("expiry_warning", batch_id.to_string()),
+                TimerKind::BatchExpiry { batch_id } => ("batch_expiry", batch_id.to_string()),
+                TimerKind::ReservationHold { order_id } => {
+                    ("reservation_hold", order_id.to_string())
+                }
+            };
+            exec(tx, &format!("INSERT INTO {t} (timer_id, kind, target, due_at, status, position) VALUES (?, ?, ?, ?, 'scheduled', ?)"),
+                &[id.into(), kind.into(), target.into(), ts(&e.due_at).into(), pos.into()]).await?;
+        }
+        TimerEvent::TimerFired(f) => {
+            exec(tx, &format!("UPDATE {t} SET status = 'fired', fired_at = ?, position = ? WHERE timer_id = ?"),
+                &[ts(&f.fired_at).into(), pos.into(), id.into()]).await?;
+        }
+        TimerEvent::TimerCancelled(_) => {
+            exec(
+                tx,
+                &format!("UPDATE {t} SET status = 'cancelled', position = ? WHERE timer_id = ?"),
+                &[pos.into(), id.into()],
+            )
+            .await?;
+        }
+    }
     Ok(())
 }

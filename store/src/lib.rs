@@ -27,7 +27,7 @@ use tokio::sync::{mpsc, watch};
 pub use command::{Aggregates, Appended, CommandError, RetryPolicy};
 pub use error::StoreError;
 pub use repo::Repo;
-pub use subscription::{Handler, HandlerError, StoreTx, Subscription, SubscriptionStatus};
+pub use subscription::{Handler, HandlerError, Reactor, StoreTx, Subscription, SubscriptionStatus};
 
 /// How to reach and use the event log.
 #[derive(Debug, Clone)]

@@ -35,11 +35,28 @@ pub enum StoreTx {
     Sqlite(Transaction<'static, Sqlite>),
 }
 
+/// A subscriber whose effect lives in the same database: exactly once.
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
     /// Applies one event. Writes made through `tx` commit atomically with
     /// the checkpoint; an error rolls the whole batch back.
     async fn handle(&self, tx: &mut StoreTx, event: &RecordedEvent) -> Result<(), HandlerError>;
+}
+
+/// A subscriber whose effects are elsewhere (commands to aggregates, a
+/// broker, a gateway): at least once. It runs outside the checkpoint's
+/// transaction (on SQLite, which has one writer, a command inside it would
+/// wait for itself), the checkpoint advances after it succeeds, and a crash
+/// in between redelivers: effects must be idempotent or deduplicate on
+/// `RecordedEvent::event_id`.
+#[async_trait]
+pub trait Reactor: Send + Sync + 'static {
+    async fn react(&self, event: &RecordedEvent) -> Result<(), HandlerError>;
+}
+
+enum Consumer {
+    Handler(Arc<dyn Handler>),
+    Reactor(Arc<dyn Reactor>),
 }
 
 /// Where a subscription stands.
@@ -56,7 +73,7 @@ pub struct SubscriptionStatus {
 pub struct Subscription {
     name: String,
     store: Store,
-    handler: Arc<dyn Handler>,
+    consumer: Consumer,
     batch_size: usize,
     attempts: usize,
     retry_delay: Duration,
@@ -69,11 +86,21 @@ enum Step {
 }
 
 impl Subscription {
+    /// An exactly-once subscription (effects in the store's database).
     pub fn new(name: impl Into<String>, store: &Store, handler: Arc<dyn Handler>) -> Self {
+        Self::with(name, store, Consumer::Handler(handler))
+    }
+
+    /// An at-least-once subscription (effects elsewhere).
+    pub fn reactor(name: impl Into<String>, store: &Store, reactor: Arc<dyn Reactor>) -> Self {
+        Self::with(name, store, Consumer::Reactor(reactor))
+    }
+
+    fn with(name: impl Into<String>, store: &Store, consumer: Consumer) -> Self {
         Subscription {
             name: name.into(),
             store: store.clone(),
-            handler,
+            consumer,
             batch_size: 500,
             attempts: 5,
             retry_delay: Duration::from_millis(50),
@@ -182,6 +209,22 @@ impl Subscription {
     /// one, atomically. `Ok(false)`: the checkpoint was not at `from` (another
     /// process advanced it, or it was reset); nothing was applied.
     async fn apply(&self, from: u64, events: &[RecordedEvent]) -> Result<bool, ApplyError> {
+        if let Consumer::Reactor(reactor) = &self.consumer {
+            // Effects first, outside any transaction; then the checkpoint.
+            if self
+                .store
+                .subscription(&self.name)
+                .await
+                .map_err(ApplyError::Store)?
+                .position
+                != from
+            {
+                return Ok(false);
+            }
+            for event in events {
+                reactor.react(event).await.map_err(ApplyError::Handler)?;
+            }
+        }
         let to = events.last().expect("non-empty batch").global_position;
         let mut tx = self.store.begin().await.map_err(ApplyError::Store)?;
         // Check (and on Postgres lock) the checkpoint *before* any effect:
@@ -208,11 +251,13 @@ impl Subscription {
             tx.rollback().await.map_err(ApplyError::Store)?;
             return Ok(false);
         }
-        for event in events {
-            self.handler
-                .handle(&mut tx, event)
-                .await
-                .map_err(ApplyError::Handler)?;
+        if let Consumer::Handler(handler) = &self.consumer {
+            for event in events {
+                handler
+                    .handle(&mut tx, event)
+                    .await
+                    .map_err(ApplyError::Handler)?;
+            }
         }
         let moved = match &mut tx {
             StoreTx::Postgres(t) => sqlx::query(

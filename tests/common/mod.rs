@@ -142,11 +142,22 @@ impl App {
         r.json().await.unwrap()
     }
 
-    /// How many events the log holds.
+    /// How many events the log holds once it has settled: every subscriber
+    /// (read models, process managers) has caught up with the head, so no
+    /// reaction to an earlier event is still to come.
     pub async fn log_len(&self) -> u64 {
-        self.get_json("/api/v1/log").await["event_count"]
-            .as_u64()
-            .unwrap()
+        for _ in 0..1_000 {
+            let s = self.get_json("/api/v1/log").await;
+            let head = s["head_position"].as_u64().unwrap();
+            let subs = s["subscriptions"].as_array().unwrap();
+            let parked: Vec<&Value> = subs.iter().filter(|x| x["parked"] == true).collect();
+            assert!(parked.is_empty(), "a subscriber is parked: {parked:?}");
+            if !subs.is_empty() && subs.iter().all(|x| x["position"].as_u64() == Some(head)) {
+                return s["event_count"].as_u64().unwrap();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        panic!("the log never settled");
     }
 
     pub async fn finish(mut self) {

@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod inventory;
 pub mod order;
 pub mod payment;
+pub mod timer;
 
 /// Declares an aggregate's event enum, its `DomainEvent` impl and the table of
 /// (event type, current version) used by schema export and upcasting.

@@ -1,0 +1,94 @@
+//! The scheduler: fires timers whose time has come.
+//!
+//! It reads due timers from the `timers` read model and fires each through
+//! the `Timer` aggregate. Firing is an append at the timer's next version,
+//! so with two server processes on one database exactly one `TimerFired`
+//! is recorded; the other finds the timer fired and does nothing. What a
+//! fired timer *does* is up to the process managers that subscribe to
+//! `TimerFired`, so a replay of the log never fires anything again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use domain::clock::Clock;
+use domain::timer::{Timer, TimerCommand, TimerError};
+use event_schemas::{Actor, EventMetadata};
+use projections::sql::fetch;
+use store::{Aggregates, CommandError, Store, StoreError};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// Fires every due timer once; returns how many it fired and when the next
+/// one is due (RFC 3339, as the read model stores it), if any.
+pub async fn fire_due(
+    store: &Store,
+    timers: &Aggregates<Timer>,
+    clock: &dyn Clock,
+) -> Result<(usize, Option<String>), StoreError> {
+    let now = projections::models::ts(&clock.now());
+    let due = fetch(
+        store,
+        "SELECT timer_id, due_at FROM rm_timers WHERE status = 'scheduled' ORDER BY due_at LIMIT 500",
+        &[],
+    )
+    .await?;
+    let mut fired = 0;
+    for row in &due {
+        let (id, at) = (
+            row["timer_id"].as_str().unwrap_or_default(),
+            row["due_at"].as_str().unwrap_or_default(),
+        );
+        if at > now.as_str() {
+            return Ok((fired, Some(at.to_string())));
+        }
+        let meta = EventMetadata {
+            occurred_at: clock.now(),
+            correlation_id: Uuid::parse_str(id).unwrap_or_else(|_| Uuid::now_v7()),
+            causation_id: None,
+            actor: Actor::system("scheduler"),
+        };
+        match timers.execute(id, TimerCommand::Fire, &meta).await {
+            Ok(a) => fired += a.events,
+            // Another scheduler's clock, or a read model ahead of ours.
+            Err(CommandError::Rejected(TimerError::NotDue { .. })) => {}
+            Err(CommandError::Rejected(e)) => {
+                tracing::warn!(timer = id, error = %e, "timer not fired");
+            }
+            Err(CommandError::Conflict { .. }) => {}
+            Err(CommandError::Store(e)) => return Err(e),
+        }
+    }
+    Ok((fired, None))
+}
+
+/// Runs the scheduler until `stop`: fire what is due, then sleep until the
+/// next timer is due (at most `poll`), or until new events may have
+/// scheduled an earlier one.
+pub async fn run(
+    store: Store,
+    timers: Arc<Aggregates<Timer>>,
+    clock: Arc<dyn Clock>,
+    poll: Duration,
+    stop: CancellationToken,
+) {
+    let mut wake = store.wakeups();
+    while !stop.is_cancelled() {
+        wake.borrow_and_update();
+        let pause = match fire_due(&store, &timers, clock.as_ref()).await {
+            Ok((_, Some(next))) => chrono::DateTime::parse_from_rfc3339(&next)
+                .ok()
+                .and_then(|t| (t.with_timezone(&chrono::Utc) - clock.now()).to_std().ok())
+                .map_or(poll, |d| d.min(poll)),
+            Ok((_, None)) => poll,
+            Err(e) => {
+                tracing::error!(error = %e, "scheduler could not fire timers");
+                poll
+            }
+        };
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = wake.changed() => {}
+            _ = tokio::time::sleep(pause) => {}
+        }
+    }
+}
