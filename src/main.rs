@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use command_api::AppState;
-use domain::clock::SystemClock;
+use domain::clock::{FixedClock, SystemClock};
 use serde::Deserialize;
 use store::{Store, StoreConfig};
 
@@ -61,6 +61,11 @@ enum Command {
         /// [default: 24].
         #[arg(long, env = "FRESHLEDGER_EXPIRY_WARNING_HOURS")]
         expiry_warning_hours: Option<u32>,
+        /// `system`, or `manual`: time starts now and only moves through
+        /// POST /api/v1/clock (tests and demos of days in seconds)
+        /// [default: system].
+        #[arg(long, env = "FRESHLEDGER_CLOCK", value_parser = ["system", "manual"])]
+        clock: Option<String>,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -171,26 +176,28 @@ fn spawn_timers(
     vec![reactor, scheduler]
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGTERM or Ctrl-C. The handlers are installed *now*, not on
+/// first poll: axum polls this from a spawned task, and a SIGTERM arriving
+/// before that task ran would otherwise kill the process outright.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate()).expect("SIGTERM handler"),
+            signal(SignalKind::interrupt()).expect("SIGINT handler"),
+        )
     };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down: finishing in-flight requests");
     }
-    tracing::info!("shutting down: finishing in-flight requests");
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
@@ -199,12 +206,18 @@ async fn run(cli: Cli) -> Result<(), String> {
         listen: None,
         demo_data: None,
         expiry_warning_hours: None,
+        clock: None,
     });
     let store = open_store(&cli, &file).await?;
     projections::ensure(&store)
         .await
         .map_err(|e| format!("preparing read models: {e}"))?;
-    let state = AppState::new(&store, Arc::new(SystemClock));
+    let manual = matches!(command, Command::Serve { clock: Some(c), .. } if c == "manual");
+    let state = if manual {
+        AppState::with_manual_clock(&store, Arc::new(FixedClock::at(chrono::Utc::now())))
+    } else {
+        AppState::new(&store, Arc::new(SystemClock))
+    };
     match command {
         Command::Projections {
             command: ProjectionsCommand::Status,
@@ -283,6 +296,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             listen,
             demo_data,
             expiry_warning_hours,
+            clock: _,
         } => {
             if demo_data.or(file.demo_data).unwrap_or(true) {
                 let loaded = command_api::demo::load(&state)
@@ -314,11 +328,12 @@ async fn run(cli: Cli) -> Result<(), String> {
                 ),
                 stop.clone(),
             ));
+            let shutdown = shutdown_signal();
             // Tests and scripts read this line to find a port chosen by the OS.
             println!("freshledger listening on http://{bound}");
             let app = command_api::router(state).merge(query_api::router(&store));
             axum::serve(listener, app)
-                .with_graceful_shutdown(shutdown_signal())
+                .with_graceful_shutdown(shutdown)
                 .await
                 .map_err(|e| format!("serving: {e}"))?;
             // Requests are done; let each projector and process manager

@@ -326,3 +326,18 @@ pub struct EventsQuery {
     #[serde(default)]
     pub limit: Option<usize>,
 }
+
+/// Moves the manual clock: forward by `advance_seconds`, or to `set`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ClockChange {
+    #[serde(default)]
+    pub advance_seconds: Option<u32>,
+    #[serde(default)]
+    pub set: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct ClockNow {
+    pub now: DateTime<Utc>,
+}

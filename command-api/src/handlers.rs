@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use cqrs_es::Aggregate;
+use domain::clock::Clock;
 use domain::delivery::DeliveryCommand as DC;
 use domain::inventory::InventoryBatchCommand as IC;
 use domain::order::OrderCommand as OC;
@@ -513,6 +514,37 @@ pub async fn correlation_events(
 }
 
 // --- operations ------------------------------------------------------------------
+
+pub async fn move_clock(
+    State(s): State<AppState>,
+    ApiJson(b): ApiJson<ClockChange>,
+) -> Result<Response, ApiError> {
+    let clock = s.manual_clock.as_ref().ok_or_else(|| {
+        ApiError::not_found(
+            "clock_not_controllable",
+            "the server runs on the system clock (start it with --clock manual)",
+        )
+    })?;
+    match (b.advance_seconds, b.set) {
+        (Some(secs), None) => clock.advance(chrono::Duration::seconds(secs as i64)),
+        (None, Some(t)) if t >= clock.now() => clock.set(t),
+        (None, Some(_)) => {
+            return Err(ApiError::invalid(
+                "clock_backwards",
+                "time only moves forward",
+            ))
+        }
+        _ => {
+            return Err(ApiError::invalid(
+                "invalid_body",
+                "give exactly one of advance_seconds and set",
+            ))
+        }
+    }
+    // Wake the scheduler: timers may be due now.
+    s.store.nudge();
+    Ok(Json(ClockNow { now: clock.now() }).into_response())
+}
 
 pub async fn healthz() -> &'static str {
     "ok"

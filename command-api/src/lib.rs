@@ -40,6 +40,9 @@ pub struct AppState {
     pub store: Store,
     pub catalog: Arc<SqlCatalog>,
     pub clock: Arc<dyn Clock>,
+    /// Set when the server runs on a manual clock (`serve --clock manual`):
+    /// `POST /api/v1/clock` moves it. Tests and demos only.
+    pub manual_clock: Option<Arc<domain::clock::FixedClock>>,
     pub orders: Arc<Aggregates<Order>>,
     pub batches: Arc<Aggregates<InventoryBatch>>,
     pub payments: Arc<Aggregates<Payment>>,
@@ -47,12 +50,20 @@ pub struct AppState {
 }
 
 impl AppState {
+    /// A state whose clock only moves through `POST /api/v1/clock`.
+    pub fn with_manual_clock(store: &Store, clock: Arc<domain::clock::FixedClock>) -> Self {
+        let mut s = Self::new(store, clock.clone());
+        s.manual_clock = Some(clock);
+        s
+    }
+
     pub fn new(store: &Store, clock: Arc<dyn Clock>) -> Self {
         let catalog = Arc::new(SqlCatalog::new(store));
         AppState {
             store: store.clone(),
             catalog: catalog.clone(),
             clock: clock.clone(),
+            manual_clock: None,
             orders: Arc::new(Aggregates::new(
                 store,
                 OrderServices {
@@ -126,6 +137,7 @@ api! {
     get "/api/v1/events" => h::events, body: (), ok: 200, tag: "audit", "The global log, in position order (?after=&limit=)";
     get "/api/v1/streams/{stream_type}/{stream_id}/events" => h::stream_events, body: (), ok: 200, tag: "audit", "One stream's events";
     get "/api/v1/correlations/{correlation_id}/events" => h::correlation_events, body: (), ok: 200, tag: "audit", "Every event of one business flow";
+    post "/api/v1/clock" => h::move_clock, body: ClockChange, ok: 200, tag: "operations", "Move the manual clock (only with serve --clock manual)";
     get "/healthz" => h::healthz, body: (), ok: 200, tag: "operations", "The process is alive";
     get "/readyz" => h::readyz, body: (), ok: 200, tag: "operations", "The process can serve (database reachable, migrated)";
     get "/openapi.json" => h::openapi_json, body: (), ok: 200, tag: "operations", "This document";

@@ -157,6 +157,12 @@ impl Store {
         self.inner.wake.subscribe()
     }
 
+    /// Wakes this process's subscribers and scheduler (something other than
+    /// an append may have made work due: the clock moved, a reset).
+    pub fn nudge(&self) {
+        self.inner.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
     /// Called after a local commit of events.
     pub(crate) fn appended(&self) {
         self.inner.wake.send_modify(|n| *n = n.wrapping_add(1));
