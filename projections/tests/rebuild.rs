@@ -19,47 +19,27 @@ use event_schemas::values::*;
 use event_schemas::{Actor, EventMetadata};
 use projections::Model;
 use rand::{Rng, SeedableRng};
-use sqlx::Connection;
 use store::{Aggregates, Store, StoreConfig};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-fn admin() -> String {
-    std::env::var("FRESHLEDGER_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-async fn open(pg: bool) -> (Store, Option<String>) {
-    let (url, db) = if pg {
-        let name = format!("fl_proj_{}", Uuid::now_v7().simple());
-        let mut c = sqlx::PgConnection::connect(&admin()).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut c)
-            .await
-            .unwrap();
-        (
-            format!("{}/{name}", admin().rsplit_once('/').unwrap().0),
-            Some(name),
-        )
+async fn open(pg: bool) -> (Store, testkit::TestDb) {
+    let kind = if pg {
+        testkit::Kind::Postgres
     } else {
-        let dir = std::env::temp_dir().join(format!("freshledger-proj-{}", Uuid::now_v7()));
-        (format!("sqlite://{}/log.db", dir.display()), None)
+        testkit::Kind::Sqlite
     };
-    let mut cfg = StoreConfig::new(url);
+    let db = testkit::TestDb::new(kind, "proj").await;
+    let mut cfg = StoreConfig::new(db.url.clone());
     cfg.poll_interval = Duration::from_millis(20);
     let store = Store::connect(cfg).await.unwrap();
     store.migrate().await.unwrap();
     (store, db)
 }
 
-async fn close(store: Store, db: Option<String>) {
+async fn close(store: Store, db: testkit::TestDb) {
     store.close().await;
-    if let Some(db) = db {
-        let mut c = sqlx::PgConnection::connect(&admin()).await.unwrap();
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .execute(&mut c)
-            .await;
-    }
+    db.remove().await;
 }
 
 fn meta() -> EventMetadata {

@@ -13,33 +13,9 @@ use event_schemas::inventory::ColdChain;
 use event_schemas::values::*;
 use event_schemas::{Actor, EventMetadata};
 use sagas::spoilage::Spoilage;
-use sqlx::Connection;
 use store::{Aggregates, Store, StoreConfig, Subscription};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-
-fn admin() -> String {
-    std::env::var("FRESHLEDGER_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
-async fn url(pg: bool) -> (String, Option<String>) {
-    if pg {
-        let name = format!("fl_saga_{}", Uuid::now_v7().simple());
-        let mut c = sqlx::PgConnection::connect(&admin()).await.unwrap();
-        sqlx::query(&format!("CREATE DATABASE {name}"))
-            .execute(&mut c)
-            .await
-            .unwrap();
-        (
-            format!("{}/{name}", admin().rsplit_once('/').unwrap().0),
-            Some(name),
-        )
-    } else {
-        let dir = std::env::temp_dir().join(format!("freshledger-saga-{}", Uuid::now_v7()));
-        (format!("sqlite://{}/log.db", dir.display()), None)
-    }
-}
 
 async fn connect(url: &str) -> Store {
     let mut cfg = StoreConfig::new(url);
@@ -76,7 +52,16 @@ async fn types(store: &Store, stream: &str, id: &str) -> Vec<String> {
 }
 
 async fn batches_expire_on_time_once(pg: bool) {
-    let (url, db) = url(pg).await;
+    let db = testkit::TestDb::new(
+        if pg {
+            testkit::Kind::Postgres
+        } else {
+            testkit::Kind::Sqlite
+        },
+        "saga",
+    )
+    .await;
+    let url = db.url.clone();
     let store = connect(&url).await;
     store.migrate().await.unwrap();
     projections::ensure(&store).await.unwrap();
@@ -234,12 +219,7 @@ async fn batches_expire_on_time_once(pg: bool) {
 
     other.close().await;
     store.close().await;
-    if let Some(db) = db {
-        let mut c = sqlx::PgConnection::connect(&admin()).await.unwrap();
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .execute(&mut c)
-            .await;
-    }
+    db.remove().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -8,27 +8,16 @@ use std::process::{Child, Command, Stdio};
 
 use reqwest::{Client, Response};
 use serde_json::Value;
-use sqlx::Connection;
-use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
+pub use testkit::Kind as Backend;
+use testkit::TestDb;
 
 pub struct App {
     pub url: String,
     pub client: Client,
     child: Option<Child>,
-    pg_db: Option<String>,
-    dir: Option<std::path::PathBuf>,
+    db: Option<TestDb>,
     pub database_url: String,
-}
-
-fn admin_url() -> String {
-    std::env::var("FRESHLEDGER_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
 }
 
 pub async fn spawn(backend: Backend) -> App {
@@ -36,37 +25,13 @@ pub async fn spawn(backend: Backend) -> App {
 }
 
 pub async fn spawn_with(backend: Backend, extra: &[&str]) -> App {
-    let (database_url, pg_db, dir) = match backend {
-        Backend::Sqlite => {
-            let dir = std::env::temp_dir().join(format!("freshledger-app-{}", Uuid::now_v7()));
-            (
-                format!("sqlite://{}/app.db", dir.display()),
-                None,
-                Some(dir),
-            )
-        }
-        Backend::Postgres => {
-            let name = format!("fl_app_{}", Uuid::now_v7().simple());
-            let mut admin = sqlx::PgConnection::connect(&admin_url()).await.unwrap();
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            let base = admin_url();
-            (
-                format!("{}/{name}", base.rsplit_once('/').unwrap().0),
-                Some(name),
-                None,
-            )
-        }
-    };
+    let db = TestDb::new(backend, "app").await;
     let mut app = App {
         url: String::new(),
         client: Client::new(),
         child: None,
-        pg_db,
-        dir,
-        database_url,
+        database_url: db.url.clone(),
+        db: Some(db),
     };
     app.start(extra);
     app
@@ -165,15 +130,8 @@ impl App {
             let status = self.terminate();
             assert!(status.success(), "freshledger exited with {status}");
         }
-        if let Some(db) = self.pg_db.take() {
-            if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url()).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-                    .execute(&mut admin)
-                    .await;
-            }
-        }
-        if let Some(dir) = self.dir.take() {
-            let _ = std::fs::remove_dir_all(dir);
+        if let Some(db) = self.db.take() {
+            db.remove().await;
         }
     }
 }

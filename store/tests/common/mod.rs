@@ -12,27 +12,17 @@ use domain::inventory::{InventoryBatch, InventoryBatchCommand, InventoryServices
 use event_schemas::inventory::ColdChain;
 use event_schemas::values::*;
 use event_schemas::{Actor, EventMetadata};
-use sqlx::Connection;
 use store::{Aggregates, Store, StoreConfig};
 use uuid::Uuid;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Sqlite,
-    Postgres,
-}
+pub use testkit::Kind;
+use testkit::TestDb;
 
 pub struct TestStore {
     pub store: Store,
     pub url: String,
     pub kind: Kind,
-    pg_db: Option<String>,
-    dir: Option<std::path::PathBuf>,
-}
-
-pub fn admin_url() -> String {
-    std::env::var("FRESHLEDGER_TEST_PG")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    db: TestDb,
 }
 
 pub fn config(url: &str) -> StoreConfig {
@@ -47,26 +37,8 @@ pub async fn open(kind: Kind) -> TestStore {
 }
 
 pub async fn open_with(kind: Kind, tweak: impl FnOnce(&mut StoreConfig)) -> TestStore {
-    let (url, pg_db, dir) = match kind {
-        Kind::Sqlite => {
-            let dir = std::env::temp_dir().join(format!("freshledger-test-{}", Uuid::now_v7()));
-            let url = format!("sqlite://{}/log.db", dir.display());
-            (url, None, Some(dir))
-        }
-        Kind::Postgres => {
-            let name = format!("fl_test_{}", Uuid::now_v7().simple());
-            let mut admin = sqlx::PgConnection::connect(&admin_url())
-                .await
-                .expect("connect to the test Postgres (FRESHLEDGER_TEST_PG)");
-            sqlx::query(&format!("CREATE DATABASE {name}"))
-                .execute(&mut admin)
-                .await
-                .unwrap();
-            let base = admin_url();
-            let base = base.rsplit_once('/').unwrap().0;
-            (format!("{base}/{name}"), Some(name), None)
-        }
-    };
+    let db = TestDb::new(kind, "test").await;
+    let url = db.url.clone();
     let mut cfg = config(&url);
     tweak(&mut cfg);
     let store = Store::connect(cfg).await.unwrap();
@@ -75,8 +47,7 @@ pub async fn open_with(kind: Kind, tweak: impl FnOnce(&mut StoreConfig)) -> Test
         store,
         url,
         kind,
-        pg_db,
-        dir,
+        db,
     }
 }
 
@@ -90,16 +61,7 @@ impl TestStore {
 
     pub async fn finish(self) {
         self.store.close().await;
-        if let Some(db) = self.pg_db {
-            if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url()).await {
-                let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-                    .execute(&mut admin)
-                    .await;
-            }
-        }
-        if let Some(dir) = self.dir {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        self.db.remove().await;
     }
 }
 
