@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use domain::catalog::CatalogUnavailable;
 use domain::values::Sku;
 use domain::{Catalog, Product};
-use store::{Backend, Store, StoreError};
+use store::{sql, Backend, Store, StoreError};
 
 pub struct SqlCatalog {
     store: Store,
@@ -17,6 +17,9 @@ impl SqlCatalog {
         }
     }
 
+    /// One statement per dialect here, not `store::sql`: the Postgres column
+    /// is `json` and needs the cast, which SQLite would read as a numeric
+    /// affinity.
     pub async fn upsert(&self, p: &Product) -> Result<(), StoreError> {
         let json = serde_json::to_string(p).expect("products serialize");
         match self.store.backend() {
@@ -33,46 +36,28 @@ impl SqlCatalog {
     }
 
     pub async fn get(&self, sku: &Sku) -> Result<Option<Product>, StoreError> {
-        let row: Option<String> = match self.store.backend() {
-            Backend::Postgres(pool) => {
-                sqlx::query_scalar("SELECT product::text FROM products WHERE sku = $1")
-                    .bind(sku.as_str())
-                    .fetch_optional(pool)
-                    .await?
-            }
-            Backend::Sqlite(pool) => {
-                sqlx::query_scalar("SELECT product FROM products WHERE sku = ?")
-                    .bind(sku.as_str())
-                    .fetch_optional(pool)
-                    .await?
-            }
-        };
-        row.map(|j| {
-            serde_json::from_str(&j)
-                .map_err(|e| StoreError::Persistence(format!("product {sku}: {e}")))
-        })
-        .transpose()
+        self.read("WHERE sku = ?", &[sku.as_str().into()])
+            .await
+            .map(|mut p| p.pop())
     }
 
     pub async fn list(&self) -> Result<Vec<Product>, StoreError> {
-        let rows: Vec<String> = match self.store.backend() {
-            Backend::Postgres(pool) => {
-                sqlx::query_scalar("SELECT product::text FROM products ORDER BY sku")
-                    .fetch_all(pool)
-                    .await?
-            }
-            Backend::Sqlite(pool) => {
-                sqlx::query_scalar("SELECT product FROM products ORDER BY sku")
-                    .fetch_all(pool)
-                    .await?
-            }
-        };
-        rows.iter()
-            .map(|j| {
-                serde_json::from_str(j)
-                    .map_err(|e| StoreError::Persistence(format!("product: {e}")))
-            })
-            .collect()
+        self.read("ORDER BY sku", &[]).await
+    }
+
+    async fn read(&self, clause: &str, args: &[sql::Arg]) -> Result<Vec<Product>, StoreError> {
+        sql::fetch(
+            &self.store,
+            &format!("SELECT CAST(product AS TEXT) AS product FROM products {clause}"),
+            args,
+        )
+        .await?
+        .iter()
+        .map(|r| {
+            serde_json::from_str(r["product"].as_str().unwrap_or_default())
+                .map_err(|e| StoreError::Persistence(format!("product: {e}")))
+        })
+        .collect()
     }
 }
 

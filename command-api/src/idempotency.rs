@@ -11,7 +11,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
-use store::Backend;
+use store::sql;
 
 use crate::error::ApiError;
 use crate::{AppState, MAX_BODY_BYTES};
@@ -32,40 +32,35 @@ enum Claim {
 }
 
 async fn claim(state: &AppState, key: &str, hash: &str) -> Result<Claim, ApiError> {
-    let inserted = match state.store.backend() {
-        Backend::Postgres(p) => sqlx::query("INSERT INTO idempotency_keys (key, request_hash) VALUES ($1, $2) ON CONFLICT DO NOTHING")
-            .bind(key).bind(hash).execute(p).await.map(|r| r.rows_affected()),
-        Backend::Sqlite(p) => sqlx::query("INSERT INTO idempotency_keys (key, request_hash) VALUES (?, ?) ON CONFLICT DO NOTHING")
-            .bind(key).bind(hash).execute(p).await.map(|r| r.rows_affected()),
-    }
-    .map_err(|e| ApiError::from(store::StoreError::from(e)))?;
+    let inserted = sql::exec_pool(
+        &state.store,
+        "INSERT INTO idempotency_keys (key, request_hash) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        &[key.into(), hash.into()],
+    )
+    .await?;
     if inserted == 1 {
         return Ok(Claim::Mine);
     }
-    let row: Option<(String, Option<i32>, Option<String>)> = match state.store.backend() {
-        Backend::Postgres(p) => sqlx::query_as(
-            "SELECT request_hash, status::int, response_body FROM idempotency_keys WHERE key = $1",
-        )
-        .bind(key)
-        .fetch_optional(p)
-        .await,
-        Backend::Sqlite(p) => {
-            sqlx::query_as(
-                "SELECT request_hash, status, response_body FROM idempotency_keys WHERE key = ?",
-            )
-            .bind(key)
-            .fetch_optional(p)
-            .await
-        }
-    }
-    .map_err(|e| ApiError::from(store::StoreError::from(e)))?;
+    let row = sql::fetch(
+        &state.store,
+        "SELECT request_hash, status, response_body FROM idempotency_keys WHERE key = ?",
+        &[key.into()],
+    )
+    .await?
+    .pop();
+    let text = |r: &sql::JsonRow, k: &str| r.get(k).and_then(|v| v.as_str()).map(str::to_string);
     Ok(match row {
-        Some((hash, Some(status), Some(body))) => Claim::Done {
-            hash,
-            status: status as u16,
-            body,
-        },
-        Some((hash, _, _)) => Claim::InProgress { hash },
+        Some(r) => {
+            let stored = text(&r, "request_hash").unwrap_or_default();
+            match (r["status"].as_u64(), text(&r, "response_body")) {
+                (Some(status), Some(body)) => Claim::Done {
+                    hash: stored,
+                    status: status as u16,
+                    body,
+                },
+                _ => Claim::InProgress { hash: stored },
+            }
+        }
         // Released between our insert and select (a 5xx): treat as busy.
         None => Claim::InProgress {
             hash: hash.to_string(),
@@ -75,40 +70,19 @@ async fn claim(state: &AppState, key: &str, hash: &str) -> Result<Claim, ApiErro
 
 async fn settle(state: &AppState, key: &str, status: StatusCode, body: &str) {
     let r = if status.is_server_error() {
-        match state.store.backend() {
-            Backend::Postgres(p) => sqlx::query("DELETE FROM idempotency_keys WHERE key = $1")
-                .bind(key)
-                .execute(p)
-                .await
-                .map(|r| r.rows_affected()),
-            Backend::Sqlite(p) => sqlx::query("DELETE FROM idempotency_keys WHERE key = ?")
-                .bind(key)
-                .execute(p)
-                .await
-                .map(|r| r.rows_affected()),
-        }
+        sql::exec_pool(
+            &state.store,
+            "DELETE FROM idempotency_keys WHERE key = ?",
+            &[key.into()],
+        )
+        .await
     } else {
-        let code = status.as_u16() as i32;
-        match state.store.backend() {
-            Backend::Postgres(p) => sqlx::query(
-                "UPDATE idempotency_keys SET status = $2, response_body = $3 WHERE key = $1",
-            )
-            .bind(key)
-            .bind(code as i16)
-            .bind(body)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()),
-            Backend::Sqlite(p) => sqlx::query(
-                "UPDATE idempotency_keys SET status = ?, response_body = ? WHERE key = ?",
-            )
-            .bind(code)
-            .bind(body)
-            .bind(key)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()),
-        }
+        sql::exec_pool(
+            &state.store,
+            "UPDATE idempotency_keys SET status = ?, response_body = ? WHERE key = ?",
+            &[i64::from(status.as_u16()).into(), body.into(), key.into()],
+        )
+        .await
     };
     if let Err(e) = r {
         tracing::error!(key, error = %e, "could not record idempotent response");

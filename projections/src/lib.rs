@@ -5,7 +5,6 @@
 //! while the API keeps serving.
 
 pub mod models;
-pub mod sql;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,7 +17,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use models::Model;
-use sql::{exec, exec_pool, fetch, Arg};
+use store::sql::{exec, exec_pool, fetch};
 
 /// Bumped when a model's tables or rules change: a model whose stored
 /// version differs is rebuilt from the log at start.
@@ -285,6 +284,3 @@ async fn lowest_checkpoint(store: &Store) -> Result<u64, StoreError> {
         .min()
         .unwrap_or(0))
 }
-
-/// The argument type, re-exported for query code.
-pub type SqlArg = Arg;

@@ -9,7 +9,7 @@ use event_schemas::{AnyEvent, RecordedEvent};
 use serde::Serialize;
 use store::{StoreError, StoreTx};
 
-use crate::sql::{exec, Arg};
+use store::sql::{exec, Arg};
 
 /// A read model: its name (also its subscription's), its tables, and what
 /// each event does to them.

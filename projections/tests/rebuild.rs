@@ -476,7 +476,7 @@ async fn rebuilt_equals_live(pg: bool) {
         "a rebuilt read model differs from the live one"
     );
     // And the content is what the aggregates say.
-    let rows = projections::sql::fetch(
+    let rows = store::sql::fetch(
         &store,
         "SELECT batch_id, on_hand, reserved FROM rm_batches",
         &[],
@@ -493,7 +493,7 @@ async fn rebuilt_equals_live(pg: bool) {
         assert_eq!(r["on_hand"].as_i64().unwrap() as u64, batch.on_hand());
         assert_eq!(r["reserved"].as_i64().unwrap() as u64, batch.reserved());
     }
-    let statuses = projections::sql::fetch(
+    let statuses = store::sql::fetch(
         &store,
         "SELECT status, count(*) AS n FROM rm_orders GROUP BY status",
         &[],

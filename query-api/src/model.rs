@@ -1,7 +1,7 @@
 //! GraphQL types, built from read-model rows.
 
 use async_graphql::{Enum, SimpleObject};
-use projections::sql::JsonRow;
+use store::sql::JsonRow;
 
 fn s(r: &JsonRow, k: &str) -> String {
     r.get(k)

@@ -8,7 +8,7 @@ use async_graphql::{
     Subscription,
 };
 use futures_util::Stream;
-use projections::sql::{fetch, Arg, JsonRow};
+use store::sql::{fetch, Arg, JsonRow};
 use store::Store;
 
 use crate::model::*;

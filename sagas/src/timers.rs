@@ -13,7 +13,7 @@ use std::time::Duration;
 use domain::clock::Clock;
 use domain::timer::{Timer, TimerCommand, TimerError};
 use event_schemas::{Actor, EventMetadata};
-use projections::sql::fetch;
+use store::sql::fetch;
 use store::{Aggregates, CommandError, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;

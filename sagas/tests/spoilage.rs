@@ -147,7 +147,7 @@ async fn batches_expire_on_time_once(pg: bool) {
 
     // Both timers get scheduled; nothing fires before its time.
     wait_until("two timers scheduled", || async {
-        projections::sql::fetch(
+        store::sql::fetch(
             &store,
             "SELECT timer_id FROM rm_timers WHERE status = 'scheduled'",
             &[],

@@ -12,6 +12,7 @@ mod error;
 pub mod log;
 mod pg;
 mod repo;
+pub mod sql;
 mod sqlite;
 pub mod subscription;
 

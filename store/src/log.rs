@@ -115,46 +115,7 @@ impl Store {
 
     /// How many events the log holds.
     pub async fn count(&self) -> Result<u64, StoreError> {
-        let n: i64 = match self.backend() {
-            Backend::Postgres(pool) => {
-                sqlx::query_scalar("SELECT count(*) FROM events")
-                    .fetch_one(pool)
-                    .await?
-            }
-            Backend::Sqlite(pool) => {
-                sqlx::query_scalar("SELECT count(*) FROM events")
-                    .fetch_one(pool)
-                    .await?
-            }
-        };
-        Ok(n as u64)
-    }
-
-    /// The global position of one event of a stream.
-    pub async fn position_of(
-        &self,
-        stream_type: &str,
-        stream_id: &str,
-        stream_version: u64,
-    ) -> Result<Option<u64>, StoreError> {
-        let p: Option<i64> = match self.backend() {
-            Backend::Postgres(pool) => sqlx::query_scalar(
-                "SELECT position FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 AND sequence = $3",
-            )
-            .bind(stream_type)
-            .bind(stream_id)
-            .bind(stream_version as i64)
-            .fetch_optional(pool)
-            .await?,
-            Backend::Sqlite(pool) => sqlx::query_scalar(
-                "SELECT position FROM events WHERE aggregate_type = ? AND aggregate_id = ? AND sequence = ?",
-            )
-            .bind(stream_type)
-            .bind(stream_id)
-            .bind(stream_version as i64)
-            .fetch_optional(pool)
-            .await?,
-        };
-        Ok(p.map(|p| p as u64))
+        let rows = crate::sql::fetch(self, "SELECT count(*) AS n FROM events", &[]).await?;
+        Ok(rows[0]["n"].as_i64().unwrap_or_default() as u64)
     }
 }

@@ -25,7 +25,7 @@ use event_schemas::RecordedEvent;
 use sqlx::{Postgres, Sqlite, Transaction};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Backend, Store, StoreError};
+use crate::{sql, Backend, Store, StoreError};
 
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
@@ -259,30 +259,14 @@ impl Subscription {
                     .map_err(ApplyError::Handler)?;
             }
         }
-        let moved = match &mut tx {
-            StoreTx::Postgres(t) => sqlx::query(
-                "UPDATE subscriptions SET position = $1, updated_at = now() \
-                 WHERE name = $2 AND position = $3 AND status = 'running'",
-            )
-            .bind(to as i64)
-            .bind(&self.name)
-            .bind(from as i64)
-            .execute(&mut **t)
-            .await
-            .map_err(|e| ApplyError::Store(e.into()))?
-            .rows_affected(),
-            StoreTx::Sqlite(t) => sqlx::query(
-                "UPDATE subscriptions SET position = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') \
-                 WHERE name = ? AND position = ? AND status = 'running'",
-            )
-            .bind(to as i64)
-            .bind(&self.name)
-            .bind(from as i64)
-            .execute(&mut **t)
-            .await
-            .map_err(|e| ApplyError::Store(e.into()))?
-            .rows_affected(),
-        };
+        let moved = sql::exec(
+            &mut tx,
+            "UPDATE subscriptions SET position = ?, updated_at = CURRENT_TIMESTAMP \
+             WHERE name = ? AND position = ? AND status = 'running'",
+            &[to.into(), self.name.as_str().into(), from.into()],
+        )
+        .await
+        .map_err(ApplyError::Store)?;
         if moved != 1 {
             tx.rollback().await.map_err(ApplyError::Store)?;
             return Ok(false);
@@ -334,76 +318,61 @@ impl Store {
     }
 
     pub(crate) async fn ensure_subscription(&self, name: &str) -> Result<(), StoreError> {
-        match self.backend() {
-            Backend::Postgres(p) => {
-                sqlx::query("INSERT INTO subscriptions (name) VALUES ($1) ON CONFLICT DO NOTHING")
-                    .bind(name)
-                    .execute(p)
-                    .await?;
-            }
-            Backend::Sqlite(p) => {
-                sqlx::query("INSERT INTO subscriptions (name) VALUES (?) ON CONFLICT DO NOTHING")
-                    .bind(name)
-                    .execute(p)
-                    .await?;
-            }
-        }
+        sql::exec_pool(
+            self,
+            "INSERT INTO subscriptions (name) VALUES (?) ON CONFLICT DO NOTHING",
+            &[name.into()],
+        )
+        .await?;
         Ok(())
     }
 
     /// One subscription's checkpoint and state.
     pub async fn subscription(&self, name: &str) -> Result<SubscriptionStatus, StoreError> {
-        self.subscriptions()
+        self.read_subscriptions("WHERE name = ?", &[name.into()])
             .await?
-            .into_iter()
-            .find(|s| s.name == name)
+            .pop()
             .ok_or_else(|| StoreError::Config(format!("no subscription named {name:?}")))
     }
 
     /// Every subscription's checkpoint and state.
     pub async fn subscriptions(&self) -> Result<Vec<SubscriptionStatus>, StoreError> {
-        type Row = (String, i64, String, Option<i64>, Option<String>);
-        let rows: Vec<Row> = match self.backend() {
-            Backend::Postgres(p) => {
-                sqlx::query_as(
-                    "SELECT name, position, status, parked_at_position, last_error FROM subscriptions ORDER BY name",
-                )
-                .fetch_all(p)
-                .await?
-            }
-            Backend::Sqlite(p) => {
-                sqlx::query_as(
-                    "SELECT name, position, status, parked_at_position, last_error FROM subscriptions ORDER BY name",
-                )
-                .fetch_all(p)
-                .await?
-            }
-        };
+        self.read_subscriptions("ORDER BY name", &[]).await
+    }
+
+    async fn read_subscriptions(
+        &self,
+        clause: &str,
+        args: &[sql::Arg],
+    ) -> Result<Vec<SubscriptionStatus>, StoreError> {
+        let rows = sql::fetch(
+            self,
+            &format!(
+                "SELECT name, position, status, parked_at_position, last_error FROM subscriptions {clause}"
+            ),
+            args,
+        )
+        .await?;
         Ok(rows
             .into_iter()
-            .map(
-                |(name, position, status, parked_at, error)| SubscriptionStatus {
-                    name,
-                    position: position as u64,
-                    parked: status == "parked",
-                    parked_at_position: parked_at.map(|p| p as u64),
-                    last_error: error,
-                },
-            )
+            .map(|r| SubscriptionStatus {
+                name: r["name"].as_str().unwrap_or_default().to_string(),
+                position: r["position"].as_i64().unwrap_or_default() as u64,
+                parked: r["status"] == "parked",
+                parked_at_position: r["parked_at_position"].as_i64().map(|p| p as u64),
+                last_error: r["last_error"].as_str().map(str::to_string),
+            })
             .collect())
     }
 
     async fn park_subscription(&self, name: &str, at: u64, error: &str) -> Result<(), StoreError> {
-        match self.backend() {
-            Backend::Postgres(p) => {
-                sqlx::query("UPDATE subscriptions SET status = 'parked', parked_at_position = $2, last_error = $3, updated_at = now() WHERE name = $1")
-                    .bind(name).bind(at as i64).bind(error).execute(p).await?;
-            }
-            Backend::Sqlite(p) => {
-                sqlx::query("UPDATE subscriptions SET status = 'parked', parked_at_position = ?, last_error = ?, updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE name = ?")
-                    .bind(at as i64).bind(error).bind(name).execute(p).await?;
-            }
-        }
+        sql::exec_pool(
+            self,
+            "UPDATE subscriptions SET status = 'parked', parked_at_position = ?, last_error = ?, \
+             updated_at = CURRENT_TIMESTAMP WHERE name = ?",
+            &[at.into(), error.into(), name.into()],
+        )
+        .await?;
         Ok(())
     }
 
@@ -420,33 +389,28 @@ impl Store {
     }
 
     async fn set_subscription(&self, name: &str, position: Option<u64>) -> Result<(), StoreError> {
-        let position = position.map(|p| p as i64);
-        let done = match self.backend() {
-            Backend::Postgres(p) => sqlx::query(
-                "UPDATE subscriptions SET status = 'running', parked_at_position = NULL, last_error = NULL, \
-                 position = COALESCE($2, position), updated_at = now() WHERE name = $1",
-            )
-            .bind(name)
-            .bind(position)
-            .execute(p)
-            .await?
-            .rows_affected(),
-            Backend::Sqlite(p) => sqlx::query(
-                "UPDATE subscriptions SET status = 'running', parked_at_position = NULL, last_error = NULL, \
-                 position = COALESCE(?, position), updated_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now') WHERE name = ?",
-            )
-            .bind(position)
-            .bind(name)
-            .execute(p)
-            .await?
-            .rows_affected(),
+        const RUNNING: &str =
+            "UPDATE subscriptions SET status = 'running', parked_at_position = NULL, \
+                               last_error = NULL, updated_at = CURRENT_TIMESTAMP";
+        let done = match position {
+            Some(p) => {
+                sql::exec_pool(
+                    self,
+                    &format!("{RUNNING}, position = ? WHERE name = ?"),
+                    &[p.into(), name.into()],
+                )
+                .await?
+            }
+            None => {
+                sql::exec_pool(self, &format!("{RUNNING} WHERE name = ?"), &[name.into()]).await?
+            }
         };
         if done == 0 {
             return Err(StoreError::Config(format!(
                 "no subscription named {name:?}"
             )));
         }
-        self.inner.wake.send_modify(|n| *n = n.wrapping_add(1));
+        self.nudge();
         Ok(())
     }
 }

@@ -1,11 +1,11 @@
-//! Portable SQL for read models: one statement text for both backends.
+//! Portable SQL: one statement text for both backends.
 //! Statements use `?` placeholders (rewritten to `$1…` for Postgres) and
 //! only types both share: BIGINT integers, TEXT (JSON and RFC 3339 UTC
 //! timestamps, which sort as text), NULL.
 
+use crate::{Backend, Store, StoreError, StoreTx};
 use serde_json::Value;
 use sqlx::{Column, Row, TypeInfo};
-use store::{Backend, Store, StoreError, StoreTx};
 
 /// A bound argument.
 #[derive(Debug, Clone, PartialEq)]
@@ -112,8 +112,19 @@ fn pg_row(row: &sqlx::postgres::PgRow) -> JsonRow {
     let mut m = JsonRow::new();
     for (i, c) in row.columns().iter().enumerate() {
         let v = match c.type_info().name() {
-            "INT8" | "INT4" | "INT2" => row
+            // sqlx decodes each integer width only into its own Rust type.
+            "INT8" => row
                 .try_get::<Option<i64>, _>(i)
+                .ok()
+                .flatten()
+                .map_or(Value::Null, Value::from),
+            "INT4" => row
+                .try_get::<Option<i32>, _>(i)
+                .ok()
+                .flatten()
+                .map_or(Value::Null, Value::from),
+            "INT2" => row
+                .try_get::<Option<i16>, _>(i)
                 .ok()
                 .flatten()
                 .map_or(Value::Null, Value::from),
@@ -191,6 +202,27 @@ pub async fn fetch_tx(
 
 #[cfg(test)]
 mod tests {
+    #[tokio::test]
+    async fn postgres_integers_of_every_width_read_back() {
+        let url = std::env::var("FRESHLEDGER_TEST_PG")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
+        let store = crate::Store::connect(crate::StoreConfig::new(url))
+            .await
+            .unwrap();
+        let rows = super::fetch(
+            &store,
+            "SELECT CAST(2 AS SMALLINT) AS a, CAST(4 AS INTEGER) AS b, CAST(8 AS BIGINT) AS c, CAST(NULL AS INTEGER) AS d",
+            &[],
+        )
+        .await
+        .unwrap();
+        assert_eq!(rows[0]["a"], 2);
+        assert_eq!(rows[0]["b"], 4);
+        assert_eq!(rows[0]["c"], 8);
+        assert!(rows[0]["d"].is_null());
+        store.close().await;
+    }
+
     #[test]
     fn placeholders_become_numbered() {
         assert_eq!(
