@@ -68,127 +68,99 @@ async fn an_order_goes_from_placed_to_delivered(backend: Backend) {
         assert!(p > last, "positions grow");
         last = p;
     };
-    let batch = expect(app.post("/api/v1/batches", batch_body()).await, 201).await;
+    let batch = app.send("/api/v1/batches", batch_body(), 201).await;
     step(&batch);
     let batch_id = batch["stream_id"].as_str().unwrap().to_string();
-    let order = expect(
-        app.post(
+    let order = app
+        .send(
             "/api/v1/orders",
             order_body("APL-GALA", json!({"uom": "gram", "amount": 1500})),
+            201,
         )
-        .await,
-        201,
-    )
-    .await;
+        .await;
     step(&order);
     let oid = order["stream_id"].as_str().unwrap().to_string();
     let o = |p: &str| format!("/api/v1/orders/{oid}/{p}");
     step(
-        &expect(
-            app.post(
-                &format!("/api/v1/batches/{batch_id}/reservations"),
-                json!({"order_id": oid, "quantity": {"uom": "gram", "amount": 1500}}),
-            )
-            .await,
+        &app.send(
+            &format!("/api/v1/batches/{batch_id}/reservations"),
+            json!({"order_id": oid, "quantity": {"uom": "gram", "amount": 1500}}),
             200,
         )
         .await,
     );
-    step(&expect(app.post(&o("allocation"), json!({"allocations": [{"sku": "APL-GALA", "batch_id": batch_id, "quantity": {"uom": "gram", "amount": 1500}}]})).await, 200).await);
+    step(&app.send(&o("allocation"), json!({"allocations": [{"sku": "APL-GALA", "batch_id": batch_id, "quantity": {"uom": "gram", "amount": 1500}}]}), 200).await);
     // 1.5 kg at 2.99/kg = 4.485, rounded half-up to 4.49
-    let pay = expect(app.post("/api/v1/payments", json!({"order_id": oid, "method": "card", "gateway": "simulated", "amount_due": {"amount_minor": 449, "currency": "EUR"}})).await, 201).await;
+    let pay = app.send("/api/v1/payments", json!({"order_id": oid, "method": "card", "gateway": "simulated", "amount_due": {"amount_minor": 449, "currency": "EUR"}}), 201).await;
     step(&pay);
     let pid = pay["stream_id"].as_str().unwrap().to_string();
-    step(&expect(app.post(&format!("/api/v1/payments/{pid}/gateway-events"), json!({"type": "authorized", "amount": {"amount_minor": 449, "currency": "EUR"}, "gateway_reference": "auth_1"})).await, 200).await);
+    step(&app.send(&format!("/api/v1/payments/{pid}/gateway-events"), json!({"type": "authorized", "amount": {"amount_minor": 449, "currency": "EUR"}, "gateway_reference": "auth_1"}), 200).await);
     step(
-        &expect(
-            app.post(
-                &o("payment"),
-                json!({"payment_id": pid, "amount": {"amount_minor": 449, "currency": "EUR"}}),
-            )
-            .await,
+        &app.send(
+            &o("payment"),
+            json!({"payment_id": pid, "amount": {"amount_minor": 449, "currency": "EUR"}}),
             200,
         )
         .await,
     );
     step(
-        &expect(
-            app.post(
-                &format!("/api/v1/batches/{batch_id}/picks"),
-                json!({"order_id": oid, "quantity": {"uom": "gram", "amount": 1480}}),
-            )
-            .await,
+        &app.send(
+            &format!("/api/v1/batches/{batch_id}/picks"),
+            json!({"order_id": oid, "quantity": {"uom": "gram", "amount": 1480}}),
             200,
         )
         .await,
     );
-    step(&expect(app.post(&o("pack"), json!({"lines": [{"sku": "APL-GALA", "packed_quantity": {"uom": "gram", "amount": 1480}}]})).await, 200).await);
-    let d = expect(
-        app.post(
+    step(&app.send(&o("pack"), json!({"lines": [{"sku": "APL-GALA", "packed_quantity": {"uom": "gram", "amount": 1480}}]}), 200).await);
+    let d = app
+        .send(
             "/api/v1/deliveries",
             json!({"order_id": oid, "slot": slot(), "address": address(), "cold_chain": true}),
+            201,
         )
-        .await,
-        201,
-    )
-    .await;
+        .await;
     step(&d);
     let did = d["stream_id"].as_str().unwrap().to_string();
     let rider = "0192f3a4-0000-7000-8000-0000000041de";
     step(
-        &expect(
-            app.post(
-                &format!("/api/v1/deliveries/{did}/rider"),
-                json!({"rider_id": rider}),
-            )
-            .await,
+        &app.send(
+            &format!("/api/v1/deliveries/{did}/rider"),
+            json!({"rider_id": rider}),
             200,
         )
         .await,
     );
     step(
-        &expect(
-            app.post(
-                &format!("/api/v1/deliveries/{did}/pickup"),
-                json!({"rider_id": rider}),
-            )
-            .await,
+        &app.send(
+            &format!("/api/v1/deliveries/{did}/pickup"),
+            json!({"rider_id": rider}),
             200,
         )
         .await,
     );
-    step(&expect(app.post(&o("ship"), json!({"delivery_id": did})).await, 200).await);
+    step(&app.send(&o("ship"), json!({"delivery_id": did}), 200).await);
     step(
-        &expect(
-            app.post(
-                &format!("/api/v1/deliveries/{did}/locations"),
-                json!({"location": {"lat_micro": 52531000, "lon_micro": 13384000}}),
-            )
-            .await,
+        &app.send(
+            &format!("/api/v1/deliveries/{did}/locations"),
+            json!({"location": {"lat_micro": 52531000, "lon_micro": 13384000}}),
             200,
         )
         .await,
     );
     step(
-        &expect(
-            app.post(
-                &format!("/api/v1/deliveries/{did}/complete"),
-                json!({"proof": {"kind": "signature", "signed_by": "A. Lovelace"}}),
-            )
-            .await,
+        &app.send(
+            &format!("/api/v1/deliveries/{did}/complete"),
+            json!({"proof": {"kind": "signature", "signed_by": "A. Lovelace"}}),
             200,
         )
         .await,
     );
     step(
-        &expect(
-            app.post(&o("deliver"), json!({"delivery_id": did})).await,
-            200,
-        )
-        .await,
+        &app.send(&o("deliver"), json!({"delivery_id": did}), 200)
+            .await,
     );
     // Packed lighter than paid: capture what was packed (1.48 kg = 4.43).
-    step(&expect(app.post(&format!("/api/v1/payments/{pid}/gateway-events"), json!({"type": "captured", "amount": {"amount_minor": 443, "currency": "EUR"}, "gateway_reference": "ch_1"})).await, 200).await);
+    step(&app.send(&format!("/api/v1/payments/{pid}/gateway-events"), json!({"type": "captured", "amount": {"amount_minor": 443, "currency": "EUR"}, "gateway_reference": "ch_1"}), 200).await);
 
     let events = app
         .get_json(&format!("/api/v1/streams/Order/{oid}/events"))
@@ -232,12 +204,9 @@ async fn an_order_goes_from_placed_to_delivered(backend: Backend) {
     assert!(positions.contains(&last));
     // Illegal transition: a delivered order cannot be cancelled.
     let before = app.log_len().await;
-    let e = expect(
-        app.post(&o("cancel"), json!({"reason": "customer_request"}))
-            .await,
-        409,
-    )
-    .await;
+    let e = app
+        .send(&o("cancel"), json!({"reason": "customer_request"}), 409)
+        .await;
     assert_eq!(e["code"], "illegal_transition");
     assert_eq!(e["details"]["details"]["state"], "DELIVERED");
     assert_eq!(app.log_len().await, before);
@@ -246,23 +215,15 @@ async fn an_order_goes_from_placed_to_delivered(backend: Backend) {
 
 async fn bad_input_is_refused_and_writes_nothing(backend: Backend) {
     let app = spawn_with(backend, &["--demo-data", "false"]).await;
-    let batch = expect(app.post("/api/v1/batches", batch_body()).await, 422).await;
+    let batch = app.send("/api/v1/batches", batch_body(), 422).await;
     assert_eq!(
         batch["code"], "unknown_sku",
         "no catalogue without demo data"
     );
     // Put one product in the catalogue, then a batch of it.
-    expect(
-        app.client
-            .put(format!("{}/api/v1/products/APL-GALA", app.url))
-            .json(&json!({"name": "Gala apples", "categories": ["fruit"], "price": {"amount_minor": 299, "currency": "EUR"}, "per": "per_kg", "origin": "IT"}))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
-    let batch = expect(app.post("/api/v1/batches", batch_body()).await, 201).await;
+    app.put_product("APL-GALA", "Gala apples", "per_kg", 299)
+        .await;
+    let batch = app.send("/api/v1/batches", batch_body(), 201).await;
     let batch_id = batch["stream_id"].as_str().unwrap().to_string();
     let n = app.log_len().await;
     assert_eq!(n, 3, "the batch, and its expiry warning and expiry timers");

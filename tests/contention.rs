@@ -9,22 +9,14 @@ use serde_json::json;
 
 async fn scarce_stock_is_never_oversold(backend: Backend) {
     let app = spawn_with(backend, &["--demo-data", "false"]).await;
-    expect(
-        app.client
-            .put(format!("{}/api/v1/products/MNG-KNT", app.url))
-            .json(&json!({"name": "Kent mango", "categories": ["fruit"], "price": {"amount_minor": 179, "currency": "EUR"}, "per": "per_unit", "origin": "PE"}))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
-    let batch = expect(app.post("/api/v1/batches", json!({
+    app.put_product("MNG-KNT", "Kent mango", "per_unit", 179)
+        .await;
+    let batch = app.send("/api/v1/batches", json!({
         "sku": "MNG-KNT", "warehouse_id": "WH-BER-1", "supplier_id": "SUP-LIMA",
         "quantity": {"uom": "unit", "amount": 50},
         "expires_at": Utc::now() + Duration::days(5),
         "procurement_cost": {"amount_minor": 5000, "currency": "EUR"}, "cold_chain": "ambient"
-    })).await, 201).await;
+    }), 201).await;
     let id = batch["stream_id"].as_str().unwrap().to_string();
     // 200 customers want 1 to 3 mangoes each; there are 50.
     let mut tasks = Vec::new();

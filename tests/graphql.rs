@@ -63,15 +63,13 @@ const ORDER: &str = "query($id: String!, $p: Int) { order(id: $id, minPosition: 
 async fn read_your_writes_without_sleeping(backend: Backend) {
     let app = spawn(backend).await;
     for i in 0..5 {
-        let placed = expect(
-            app.post(
+        let placed = app
+            .send(
                 "/api/v1/orders",
                 order("0192f3a4-0000-7000-8000-0000000000c1", 1_000 + i),
+                201,
             )
-            .await,
-            201,
-        )
-        .await;
+            .await;
         let id = placed["stream_id"].as_str().unwrap();
         let p = placed["position"].as_i64().unwrap();
         let r = gql(&app, ORDER, json!({"id": id, "p": p})).await;
@@ -81,15 +79,13 @@ async fn read_your_writes_without_sleeping(backend: Backend) {
         assert_eq!(o["status"], "CREATED");
         assert_eq!(o["lines"][0]["quantity"]["amount"], 1_000 + i);
         assert_eq!(o["timeline"][0]["eventType"], "OrderPlaced");
-        let cancelled = expect(
-            app.post(
+        let cancelled = app
+            .send(
                 &format!("/api/v1/orders/{id}/cancel"),
                 json!({"reason": "customer_request"}),
+                200,
             )
-            .await,
-            200,
-        )
-        .await;
+            .await;
         let r = gql(&app, ORDER, json!({"id": id, "p": cancelled["position"]})).await;
         assert_eq!(r["data"]["order"]["status"], "CANCELLED", "{r}");
     }
@@ -108,20 +104,15 @@ async fn customer_orders_page_through_every_order_once(backend: Backend) {
     let mut ids = Vec::new();
     let mut last = 0;
     for i in 0..7 {
-        let r = expect(
-            app.post("/api/v1/orders", order(customer, 500 + i)).await,
-            201,
-        )
-        .await;
+        let r = app
+            .send("/api/v1/orders", order(customer, 500 + i), 201)
+            .await;
         ids.push(r["stream_id"].as_str().unwrap().to_string());
         last = r["position"].as_i64().unwrap();
     }
-    expect(
-        app.post(
-            "/api/v1/orders",
-            order("0192f3a4-0000-7000-8000-0000000000c3", 500),
-        )
-        .await,
+    app.send(
+        "/api/v1/orders",
+        order("0192f3a4-0000-7000-8000-0000000000c3", 500),
         201,
     )
     .await;
@@ -217,15 +208,13 @@ async fn storefront_and_back_office_queries_answer(backend: Backend) {
         "FEFO"
     );
     let batch = batches[0]["batchId"].as_str().unwrap();
-    let w = expect(
-        app.post(
+    let w = app
+        .send(
             &format!("/api/v1/batches/{batch}/write-offs"),
             json!({"quantity": {"uom": "unit", "amount": 3}, "reason": "spoiled", "note": "mould"}),
+            200,
         )
-        .await,
-        200,
-    )
-    .await;
+        .await;
     let r = gql(&app, "query($p: Int) { spoilageLedger(warehouseId: \"WH-BER-1\", minPosition: $p) { edges { node { sku quantity reason cost { amountMinor currency } note } } } }", json!({"p": w["position"]})).await;
     let e = &r["data"]["spoilageLedger"]["edges"][0]["node"];
     assert_eq!(
@@ -249,15 +238,13 @@ async fn storefront_and_back_office_queries_answer(backend: Backend) {
 
 async fn the_order_status_subscription_delivers_each_change_once_in_order(backend: Backend) {
     let app = spawn(backend).await;
-    let placed = expect(
-        app.post(
+    let placed = app
+        .send(
             "/api/v1/orders",
             order("0192f3a4-0000-7000-8000-0000000000c4", 1_000),
+            201,
         )
-        .await,
-        201,
-    )
-    .await;
+        .await;
     let id = placed["stream_id"].as_str().unwrap().to_string();
     let mut req = format!("{}/graphql/ws", app.url.replace("http://", "ws://"))
         .into_client_request()
@@ -290,49 +277,34 @@ async fn the_order_status_subscription_delivers_each_change_once_in_order(backen
         .unwrap()
         .to_string();
     let q = json!({"uom": "gram", "amount": 1000});
-    expect(
-        app.post(
-            &format!("/api/v1/batches/{batch}/reservations"),
-            json!({"order_id": id, "quantity": q}),
-        )
-        .await,
+    app.send(
+        &format!("/api/v1/batches/{batch}/reservations"),
+        json!({"order_id": id, "quantity": q}),
         200,
     )
     .await;
-    expect(
-        app.post(
-            &format!("/api/v1/orders/{id}/allocation"),
-            json!({"allocations": [{"sku": "APL-GALA", "batch_id": batch, "quantity": q}]}),
-        )
-        .await,
+    app.send(
+        &format!("/api/v1/orders/{id}/allocation"),
+        json!({"allocations": [{"sku": "APL-GALA", "batch_id": batch, "quantity": q}]}),
         200,
     )
     .await;
-    expect(
-        app.post(
-            &format!("/api/v1/orders/{id}/pack"),
-            json!({"lines": [{"sku": "APL-GALA", "packed_quantity": q}]}),
-        )
-        .await,
+    app.send(
+        &format!("/api/v1/orders/{id}/pack"),
+        json!({"lines": [{"sku": "APL-GALA", "packed_quantity": q}]}),
         200,
     )
     .await;
     let d = "0192f3a4-0000-7000-8000-00000000dd42";
-    expect(
-        app.post(
-            &format!("/api/v1/orders/{id}/ship"),
-            json!({"delivery_id": d}),
-        )
-        .await,
+    app.send(
+        &format!("/api/v1/orders/{id}/ship"),
+        json!({"delivery_id": d}),
         200,
     )
     .await;
-    expect(
-        app.post(
-            &format!("/api/v1/orders/{id}/deliver"),
-            json!({"delivery_id": d}),
-        )
-        .await,
+    app.send(
+        &format!("/api/v1/orders/{id}/deliver"),
+        json!({"delivery_id": d}),
         200,
     )
     .await;

@@ -37,7 +37,7 @@ async fn rebuild_from_the_cli_equals_live(backend: Backend) {
     };
     let mut last = 0;
     for i in 0..40u64 {
-        let r = expect(app.post("/api/v1/orders", json!({
+        let r = app.send("/api/v1/orders", json!({
             "customer_id": format!("0192f3a4-0000-7000-8000-0000000000{:02}", i % 7),
             "warehouse_id": "WH-HAM-1",
             "lines": [{"sku": "BAN-CAV", "quantity": {"uom": "gram", "amount": 500 + i * 10}},
@@ -45,19 +45,17 @@ async fn rebuild_from_the_cli_equals_live(backend: Backend) {
             "delivery_slot": slot,
             "delivery_address": {"recipient": "Bo", "line1": "Hafen 2", "city": "Hamburg", "postal_code": "20457", "country": "DE"},
             "payment_method": if i % 3 == 0 { "cash_on_delivery" } else { "card" }
-        })).await, 201).await;
+        }), 201).await;
         let id = r["stream_id"].as_str().unwrap().to_string();
         last = r["position"].as_u64().unwrap();
         if i % 4 == 0 {
-            last = expect(
-                app.post(
+            last = app
+                .send(
                     &format!("/api/v1/orders/{id}/cancel"),
                     json!({"reason": "customer_request"}),
+                    200,
                 )
-                .await,
-                200,
-            )
-            .await["position"]
+                .await["position"]
                 .as_u64()
                 .unwrap();
         }

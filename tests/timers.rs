@@ -41,34 +41,23 @@ async fn wait_for_event(app: &App, id: &str, event: &str) {
 
 async fn a_batch_is_warned_then_expired_and_written_off(backend: Backend) {
     let app = spawn_with(backend, &["--demo-data", "false", "--clock", "manual"]).await;
-    let now: DateTime<Utc> = expect(
-        app.post("/api/v1/clock", json!({"advance_seconds": 0}))
-            .await,
-        200,
-    )
-    .await["now"]
+    let now: DateTime<Utc> = app
+        .send("/api/v1/clock", json!({"advance_seconds": 0}), 200)
+        .await["now"]
         .as_str()
         .unwrap()
         .parse()
         .unwrap();
-    expect(
-        app.client
-            .put(format!("{}/api/v1/products/STR-250", app.url))
-            .json(&json!({"name": "Strawberries", "categories": ["fruit"], "price": {"amount_minor": 299, "currency": "EUR"}, "per": "per_unit", "origin": "DE"}))
-            .send()
-            .await
-            .unwrap(),
-        200,
-    )
-    .await;
-    let batch = expect(app.post("/api/v1/batches", json!({
+    app.put_product("STR-250", "Strawberries", "per_unit", 299)
+        .await;
+    let batch = app.send("/api/v1/batches", json!({
         "sku": "STR-250", "warehouse_id": "WH-BER-1", "supplier_id": "SUP-1",
         "quantity": {"uom": "unit", "amount": 100},
         "expires_at": now + Duration::days(2),
         "procurement_cost": {"amount_minor": 10000, "currency": "EUR"}, "cold_chain": "chilled"
-    })).await, 201).await;
+    }), 201).await;
     let id = batch["stream_id"].as_str().unwrap().to_string();
-    expect(app.post(&format!("/api/v1/batches/{id}/reservations"), json!({"order_id": "0192f3a4-0000-7000-8000-0000000000aa", "quantity": {"uom": "unit", "amount": 30}})).await, 200).await;
+    app.send(&format!("/api/v1/batches/{id}/reservations"), json!({"order_id": "0192f3a4-0000-7000-8000-0000000000aa", "quantity": {"uom": "unit", "amount": 30}}), 200).await;
     app.log_len().await; // timers scheduled
     assert_eq!(
         event_types(&app, "InventoryBatch", &id).await,
@@ -76,23 +65,15 @@ async fn a_batch_is_warned_then_expired_and_written_off(backend: Backend) {
     );
 
     // A day and a minute later: the warning (24 h before expiry).
-    expect(
-        app.post("/api/v1/clock", json!({"advance_seconds": 86_460}))
-            .await,
-        200,
-    )
-    .await;
+    app.send("/api/v1/clock", json!({"advance_seconds": 86_460}), 200)
+        .await;
     wait_for_event(&app, &id, "ExpiryWarningRaised").await;
     assert!(!event_types(&app, "InventoryBatch", &id)
         .await
         .contains(&"BatchExpired".to_string()));
     // Another day: expired, and the 70 unreserved units written off.
-    expect(
-        app.post("/api/v1/clock", json!({"advance_seconds": 86_400}))
-            .await,
-        200,
-    )
-    .await;
+    app.send("/api/v1/clock", json!({"advance_seconds": 86_400}), 200)
+        .await;
     wait_for_event(&app, &id, "StockWrittenOff").await;
     let n = app.log_len().await;
     assert_eq!(
@@ -114,7 +95,7 @@ async fn a_batch_is_warned_then_expired_and_written_off(backend: Backend) {
         "{r}"
     );
     // Time only moves forward.
-    let e = expect(app.post("/api/v1/clock", json!({"set": now})).await, 422).await;
+    let e = app.send("/api/v1/clock", json!({"set": now}), 422).await;
     assert_eq!(e["code"], "clock_backwards");
     app.finish().await;
 }
@@ -132,12 +113,9 @@ async fn a_batch_is_warned_then_expired_and_written_off_postgres() {
 #[tokio::test]
 async fn the_system_clock_cannot_be_moved() {
     let app = spawn_with(Backend::Sqlite, &["--demo-data", "false"]).await;
-    let e = expect(
-        app.post("/api/v1/clock", json!({"advance_seconds": 60}))
-            .await,
-        404,
-    )
-    .await;
+    let e = app
+        .send("/api/v1/clock", json!({"advance_seconds": 60}), 404)
+        .await;
     assert_eq!(e["code"], "clock_not_controllable");
     app.finish().await;
 }

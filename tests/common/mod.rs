@@ -93,6 +93,26 @@ impl App {
             .unwrap()
     }
 
+    /// POSTs a JSON body and asserts the status; returns the JSON answer.
+    pub async fn send(&self, path: &str, body: Value, status: u16) -> Value {
+        expect(self.post(path, body).await, status).await
+    }
+
+    /// Puts a product in the catalogue (price in euro cents).
+    pub async fn put_product(&self, sku: &str, name: &str, per: &str, cents: i64) {
+        let r = self
+            .client
+            .put(format!("{}/api/v1/products/{sku}", self.url))
+            .json(&serde_json::json!({
+                "name": name, "categories": ["fruit"], "origin": "DE", "per": per,
+                "price": {"amount_minor": cents, "currency": "EUR"}
+            }))
+            .send()
+            .await
+            .unwrap();
+        expect(r, 200).await;
+    }
+
     pub async fn get(&self, path: &str) -> Response {
         self.client
             .get(format!("{}{path}", self.url))
