@@ -209,9 +209,19 @@ async fn run(cli: Cli) -> Result<(), String> {
         clock: None,
     });
     let store = open_store(&cli, &file).await?;
-    projections::ensure(&store)
-        .await
-        .map_err(|e| format!("preparing read models: {e}"))?;
+    // Read-model tables are prepared (created, or rebuilt when their schema
+    // version changed) only by the commands that use them.
+    if matches!(
+        command,
+        Command::Serve { .. }
+            | Command::Projections {
+                command: ProjectionsCommand::Rebuild { .. } | ProjectionsCommand::Checksum
+            }
+    ) {
+        projections::ensure(&store)
+            .await
+            .map_err(|e| format!("preparing read models: {e}"))?;
+    }
     let manual = matches!(command, Command::Serve { clock: Some(c), .. } if c == "manual");
     let state = if manual {
         AppState::with_manual_clock(&store, Arc::new(FixedClock::at(chrono::Utc::now())))

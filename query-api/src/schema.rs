@@ -282,32 +282,6 @@ impl Query {
                 break;
             }
             let sku = p["sku"].as_str().unwrap_or_default().to_string();
-            let mut sql = "SELECT warehouse_id, uom, CAST(SUM(on_hand) AS BIGINT) AS on_hand, CAST(SUM(reserved) AS BIGINT) AS reserved, \
-                           MIN(CASE WHEN on_hand > reserved THEN expires_at END) AS earliest \
-                           FROM rm_batches WHERE sku = ? AND expired = 0 AND expires_at >= ?"
-                .to_string();
-            let mut args: Vec<Arg> = vec![sku.clone().into(), shelf.clone().into()];
-            if let Some(w) = &warehouse_id {
-                sql.push_str(" AND warehouse_id = ?");
-                args.push(w.clone().into());
-            }
-            sql.push_str(" GROUP BY warehouse_id, uom ORDER BY warehouse_id");
-            let availability = rows(ctx, &sql, &args)
-                .await?
-                .iter()
-                .map(|r| {
-                    let on_hand = r["on_hand"].as_i64().unwrap_or(0);
-                    let reserved = r["reserved"].as_i64().unwrap_or(0);
-                    Availability {
-                        warehouse_id: r["warehouse_id"].as_str().unwrap_or_default().into(),
-                        uom: r["uom"].as_str().unwrap_or_default().into(),
-                        on_hand,
-                        reserved,
-                        available: on_hand - reserved,
-                        earliest_expiry: r["earliest"].as_str().map(str::to_string),
-                    }
-                })
-                .collect();
             let n = &p["nutrition"];
             let num = |k: &str| n[k].as_i64().unwrap_or(0);
             out.push(Product {
@@ -331,8 +305,40 @@ impl Query {
                     fat_mg: num("fat_mg"),
                     fibre_mg: num("fibre_mg"),
                 },
-                availability,
+                availability: Vec::new(),
             });
+        }
+        // Availability for the whole page in one query, not one per product.
+        if !out.is_empty() {
+            let marks = vec!["?"; out.len()].join(", ");
+            let mut sql = format!(
+                "SELECT sku, warehouse_id, uom, CAST(SUM(on_hand) AS BIGINT) AS on_hand, \
+                 CAST(SUM(reserved) AS BIGINT) AS reserved, \
+                 MIN(CASE WHEN on_hand > reserved THEN expires_at END) AS earliest \
+                 FROM rm_batches WHERE sku IN ({marks}) AND expired = 0 AND expires_at >= ?"
+            );
+            let mut args: Vec<Arg> = out.iter().map(|p| p.sku.clone().into()).collect();
+            args.push(shelf.into());
+            if let Some(w) = &warehouse_id {
+                sql.push_str(" AND warehouse_id = ?");
+                args.push(w.clone().into());
+            }
+            sql.push_str(" GROUP BY sku, warehouse_id, uom ORDER BY sku, warehouse_id");
+            for r in rows(ctx, &sql, &args).await? {
+                let on_hand = r["on_hand"].as_i64().unwrap_or(0);
+                let reserved = r["reserved"].as_i64().unwrap_or(0);
+                let sku = r["sku"].as_str().unwrap_or_default();
+                if let Some(p) = out.iter_mut().find(|p| p.sku == sku) {
+                    p.availability.push(Availability {
+                        warehouse_id: r["warehouse_id"].as_str().unwrap_or_default().into(),
+                        uom: r["uom"].as_str().unwrap_or_default().into(),
+                        on_hand,
+                        reserved,
+                        available: on_hand - reserved,
+                        earliest_expiry: r["earliest"].as_str().map(str::to_string),
+                    });
+                }
+            }
         }
         let mut c = Connection::new(false, more);
         c.edges
