@@ -58,16 +58,6 @@ pub async fn receive_batch(
     ctx: RequestContext,
     ApiJson(b): ApiJson<ReceiveBatch>,
 ) -> Result<Response, ApiError> {
-    let product = s.catalog.get(&b.sku).await?.ok_or_else(|| {
-        ApiError::invalid("unknown_sku", format!("{} is not in the catalogue", b.sku))
-    })?;
-    let uom = product.price.per.unit_of_measure();
-    if b.quantity.uom() != uom {
-        return Err(ApiError::invalid(
-            "unit_mismatch",
-            format!("{} is sold by {uom}, not {}", b.sku, b.quantity.uom()),
-        ));
-    }
     let id = b.batch_id.unwrap_or_default();
     let cmd = IC::ReceiveBatch {
         batch_id: id,

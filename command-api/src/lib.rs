@@ -67,11 +67,17 @@ impl AppState {
             orders: Arc::new(Aggregates::new(
                 store,
                 OrderServices {
-                    catalog,
+                    catalog: catalog.clone(),
                     clock: clock.clone(),
                 },
             )),
-            batches: Arc::new(Aggregates::new(store, InventoryServices { clock })),
+            batches: Arc::new(Aggregates::new(
+                store,
+                InventoryServices {
+                    clock,
+                    catalog: catalog.clone(),
+                },
+            )),
             payments: Arc::new(Aggregates::new(store, ())),
             deliveries: Arc::new(Aggregates::new(store, ())),
         }

@@ -19,11 +19,14 @@ use serde::{Deserialize, Serialize};
 use event_schemas::inventory::*;
 use event_schemas::values::*;
 
+use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::error::{DomainError, ErrorKind};
 
 pub struct InventoryServices {
     pub clock: Arc<dyn Clock>,
+    /// Only catalogued products can be received, in their unit of measure.
+    pub catalog: Arc<dyn Catalog>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -81,6 +84,10 @@ pub enum InventoryError {
         received_at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     },
+    #[error("unknown SKU {0}")]
+    UnknownSku(Sku),
+    #[error("catalogue unavailable: {0}")]
+    CatalogUnavailable(String),
     #[error("batch is counted in {batch}, not {given}")]
     UnitMismatch {
         batch: UnitOfMeasure,
@@ -112,6 +119,8 @@ impl DomainError for InventoryError {
         match self {
             NotReceived => "batch_not_found",
             AlreadyReceived => "batch_already_received",
+            UnknownSku(_) => "unknown_sku",
+            CatalogUnavailable(_) => "catalog_unavailable",
             ExpiryNotAfterReceipt { .. } => "expiry_not_after_receipt",
             UnitMismatch { .. } => "unit_mismatch",
             Expired => "batch_expired",
@@ -127,7 +136,10 @@ impl DomainError for InventoryError {
         use InventoryError::*;
         match self {
             NotReceived => ErrorKind::NotFound,
-            ExpiryNotAfterReceipt { .. } | UnitMismatch { .. } => ErrorKind::Invalid,
+            CatalogUnavailable(_) => ErrorKind::Unavailable,
+            ExpiryNotAfterReceipt { .. } | UnitMismatch { .. } | UnknownSku(_) => {
+                ErrorKind::Invalid
+            }
             _ => ErrorKind::Conflict,
         }
     }
@@ -249,6 +261,19 @@ impl Aggregate for InventoryBatch {
         {
             if self.info.is_some() {
                 return Err(E::AlreadyReceived);
+            }
+            let product = services
+                .catalog
+                .product(&sku)
+                .await
+                .map_err(|e| E::CatalogUnavailable(e.0))?
+                .ok_or_else(|| E::UnknownSku(sku.clone()))?;
+            let uom = product.price.per.unit_of_measure();
+            if quantity.uom() != uom {
+                return Err(E::UnitMismatch {
+                    batch: uom,
+                    given: quantity.uom(),
+                });
             }
             if expires_at <= now {
                 return Err(E::ExpiryNotAfterReceipt {

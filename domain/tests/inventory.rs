@@ -84,6 +84,44 @@ fn a_batch_must_expire_after_it_is_received() {
 }
 
 #[test]
+fn only_catalogued_products_are_received_in_their_unit() {
+    let C::ReceiveBatch {
+        batch_id,
+        warehouse_id,
+        supplier_id,
+        expires_at,
+        procurement_cost,
+        cold_chain,
+        ..
+    } = receive_cmd()
+    else {
+        unreachable!()
+    };
+    let with = |sku: &str, quantity| C::ReceiveBatch {
+        batch_id,
+        sku: sku.parse().unwrap(),
+        warehouse_id: warehouse_id.clone(),
+        supplier_id: supplier_id.clone(),
+        quantity,
+        expires_at,
+        procurement_cost,
+        cold_chain,
+    };
+    at_now()
+        .given_no_previous_events()
+        .when(with("NOT-SOLD", g(1_000)))
+        .then_expect_error(E::UnknownSku(sku("NOT-SOLD")));
+    // Pineapples are sold per unit, so they are received in units.
+    at_now()
+        .given_no_previous_events()
+        .when(with("PIN-GOLD", g(1_000)))
+        .then_expect_error(E::UnitMismatch {
+            batch: domain::values::UnitOfMeasure::Unit,
+            given: domain::values::UnitOfMeasure::Gram,
+        });
+}
+
+#[test]
 fn commands_on_an_unknown_batch_are_refused() {
     at_now()
         .given_no_previous_events()

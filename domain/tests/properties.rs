@@ -82,7 +82,7 @@ proptest! {
     #[test]
     fn inventory_batch_invariants_hold(steps in prop::collection::vec(inv_step(), 1..60)) {
         let clock = Arc::new(FixedClock::at(now()));
-        let services = InventoryServices { clock: clock.clone() };
+        let services = InventoryServices { clock: clock.clone(), catalog: Arc::new(catalog()) };
         let expires_at = now() + Duration::hours(72);
         let mut batch = InventoryBatch::default();
         run(&mut batch, IC::ReceiveBatch {

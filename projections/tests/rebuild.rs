@@ -86,15 +86,16 @@ fn world(store: &Store) -> World {
         )
         .unwrap(),
     ]);
+    let catalog: Arc<dyn domain::Catalog> = Arc::new(catalog);
     World {
         orders: Aggregates::new(
             store,
             OrderServices {
-                catalog: Arc::new(catalog),
+                catalog: catalog.clone(),
                 clock: clock.clone(),
             },
         ),
-        batches: Aggregates::new(store, InventoryServices { clock }),
+        batches: Aggregates::new(store, InventoryServices { clock, catalog }),
         payments: Aggregates::new(store, ()),
         deliveries: Aggregates::new(store, ()),
     }

@@ -123,9 +123,22 @@ async fn bench(backend: &'static str, url: &str, n: usize, c: usize) -> Figures 
 
     // Warm-up: connections opened, statements prepared.
     let clock: Arc<dyn Clock> = Arc::new(FixedClock::at(now()));
+    let catalog = domain::InMemoryCatalog::new([domain::Product::new(
+        "APL-GALA".parse().unwrap(),
+        "Gala apples",
+        vec![domain::Category::Fruit],
+        Money::new(299, Currency::EUR).unwrap(),
+        PricingUnit::PerKg,
+        "IT",
+        domain::Nutrition::default(),
+    )
+    .unwrap()]);
     let agg = Arc::new(Aggregates::<InventoryBatch>::new(
         &store,
-        InventoryServices { clock },
+        InventoryServices {
+            clock,
+            catalog: Arc::new(catalog),
+        },
     ));
     for _ in 0..c * 4 {
         let id = BatchId::new();

@@ -86,6 +86,7 @@ pub fn order_services() -> OrderServices {
 pub fn inventory_services_at(t: DateTime<Utc>) -> InventoryServices {
     InventoryServices {
         clock: Arc::new(FixedClock::at(t)),
+        catalog: Arc::new(catalog()),
     }
 }
 

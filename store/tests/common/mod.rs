@@ -78,9 +78,29 @@ pub fn meta() -> EventMetadata {
     }
 }
 
+/// The catalogue the store tests receive batches of: Gala apples, per kg.
+pub fn catalog() -> Arc<dyn domain::Catalog> {
+    Arc::new(domain::InMemoryCatalog::new([domain::Product::new(
+        "APL-GALA".parse().unwrap(),
+        "Gala apples",
+        vec![domain::Category::Fruit],
+        Money::new(299, Currency::EUR).unwrap(),
+        PricingUnit::PerKg,
+        "IT",
+        domain::Nutrition::default(),
+    )
+    .unwrap()]))
+}
+
 pub fn batches(store: &Store) -> Aggregates<InventoryBatch> {
     let clock: Arc<dyn Clock> = Arc::new(FixedClock::at(now()));
-    Aggregates::new(store, InventoryServices { clock })
+    Aggregates::new(
+        store,
+        InventoryServices {
+            clock,
+            catalog: catalog(),
+        },
+    )
 }
 
 pub fn receive(batch: BatchId, grams: u64) -> InventoryBatchCommand {
