@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use domain::order::{LineRequest, PackRequest};
 use domain::values::*;
+use domain::{Category, Nutrition};
 use event_schemas::delivery::ProofOfDelivery;
 use event_schemas::inventory::{ColdChain, ReleaseReason, WriteOffReason};
 use event_schemas::order::{Allocation, CancellationReason, PaymentMethod, RefundReason};
@@ -265,36 +266,13 @@ pub struct FailAttempt {
 #[serde(deny_unknown_fields)]
 pub struct ProductBody {
     pub name: Text<120>,
-    pub categories: Vec<CategoryDto>,
+    pub categories: Vec<Category>,
     pub price: Money,
     pub per: PricingUnit,
     /// ISO 3166-1 alpha-2.
     pub origin: String,
     #[serde(default)]
-    pub nutrition: NutritionDto,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum CategoryDto {
-    Fruit,
-    Vegetable,
-    Herb,
-    Mushroom,
-    Organic,
-    Imported,
-}
-
-/// Per 100 g, in kcal and milligrams.
-#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NutritionDto {
-    pub energy_kcal: u32,
-    pub protein_mg: u32,
-    pub carbohydrate_mg: u32,
-    pub sugar_mg: u32,
-    pub fat_mg: u32,
-    pub fibre_mg: u32,
+    pub nutrition: Nutrition,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

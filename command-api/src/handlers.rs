@@ -11,7 +11,7 @@ use domain::inventory::InventoryBatchCommand as IC;
 use domain::order::OrderCommand as OC;
 use domain::payment::PaymentCommand as PC;
 use domain::values::*;
-use domain::{Category, DomainError, Nutrition, Product};
+use domain::{DomainError, Product};
 use store::Aggregates;
 use uuid::Uuid;
 
@@ -422,20 +422,14 @@ pub async fn put_product(
     ApiPath(sku): ApiPath<Sku>,
     ApiJson(b): ApiJson<ProductBody>,
 ) -> Result<Response, ApiError> {
-    let categories: Vec<Category> =
-        serde_json::from_value(serde_json::to_value(&b.categories).expect("serialize"))
-            .expect("same representation");
-    let nutrition: Nutrition =
-        serde_json::from_value(serde_json::to_value(b.nutrition).expect("serialize"))
-            .expect("same representation");
     let product = Product::new(
         sku,
         b.name.as_str(),
-        categories,
+        b.categories,
         b.price,
         b.per,
         &b.origin,
-        nutrition,
+        b.nutrition,
     )
     .map_err(|e| ApiError::invalid("invalid_product", e.to_string()))?;
     s.catalog.upsert(&product).await?;
