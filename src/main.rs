@@ -14,6 +14,21 @@ use domain::clock::{FixedClock, SystemClock};
 use serde::Deserialize;
 use store::{Store, StoreConfig};
 
+/// `println!` for command output that may go to a pipe: when the reader
+/// has gone (`freshledger projections status | head`), stop quietly
+/// instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            return Err(format!("writing output: {e}"));
+        }
+    }};
+}
+
 const DEFAULT_DATABASE_URL: &str = "sqlite://data/freshledger.db";
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
@@ -66,6 +81,8 @@ enum Command {
         /// [default: system].
         #[arg(long, env = "FRESHLEDGER_CLOCK", value_parser = ["system", "manual"])]
         clock: Option<String>,
+        #[command(flatten)]
+        saga: SagaArgs,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -93,6 +110,31 @@ enum ProjectionsCommand {
     },
 }
 
+/// The order fulfilment saga's settings.
+#[derive(Debug, Clone, Default, clap::Args)]
+struct SagaArgs {
+    /// Run the order saga: allocate, take payment, pick, ship, capture and
+    /// compensate automatically. Off, orders move only by explicit commands
+    /// (back-office tools, tests of single steps) [default: true].
+    #[arg(long, env = "FRESHLEDGER_ORDER_SAGA")]
+    order_saga: Option<bool>,
+    /// Cancel a card order not paid within this many minutes [default: 15].
+    #[arg(long, env = "FRESHLEDGER_RESERVATION_HOLD_MINUTES")]
+    reservation_hold_minutes: Option<u32>,
+    /// Allocate only from batches with at least this many hours of shelf
+    /// life left at the end of the delivery slot [default: 24].
+    #[arg(long, env = "FRESHLEDGER_SHELF_LIFE_MARGIN_HOURS")]
+    shelf_life_margin_hours: Option<u32>,
+    /// The simulated payment gateway's answer to authorizations: approve,
+    /// decline, timeout, or by-amount (minor units ending in 51 decline, in
+    /// 52 time out) [default: approve].
+    #[arg(long, env = "FRESHLEDGER_GATEWAY_OUTCOME")]
+    gateway_outcome: Option<sagas::gateway::Outcome>,
+    /// The simulated gateway's latency per call, in milliseconds [default: 0].
+    #[arg(long, env = "FRESHLEDGER_GATEWAY_LATENCY_MS")]
+    gateway_latency_ms: Option<u64>,
+}
+
 /// The optional configuration file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -103,6 +145,11 @@ struct FileConfig {
     max_connections: Option<u32>,
     demo_data: Option<bool>,
     expiry_warning_hours: Option<u32>,
+    order_saga: Option<bool>,
+    reservation_hold_minutes: Option<u32>,
+    shelf_life_margin_hours: Option<u32>,
+    gateway_outcome: Option<String>,
+    gateway_latency_ms: Option<u64>,
 }
 
 fn file_config(path: &Option<PathBuf>) -> Result<FileConfig, String> {
@@ -136,10 +183,70 @@ async fn open_store(cli: &Cli, file: &FileConfig) -> Result<Store, String> {
     Ok(store)
 }
 
-/// The spoilage process manager and the timer scheduler.
-fn spawn_timers(
+/// The order saga's settings (flag > env > file > default); `None` when it
+/// is switched off.
+struct SagaSettings {
+    config: sagas::order::SagaConfig,
+    outcome: sagas::gateway::Outcome,
+    latency: Duration,
+}
+
+fn saga_settings(args: &SagaArgs, file: &FileConfig) -> Result<Option<SagaSettings>, String> {
+    if !args.order_saga.or(file.order_saga).unwrap_or(true) {
+        return Ok(None);
+    }
+    let outcome = match (args.gateway_outcome, &file.gateway_outcome) {
+        (Some(o), _) => o,
+        (None, Some(s)) => s.parse().map_err(|e| format!("gateway_outcome: {e}"))?,
+        (None, None) => sagas::gateway::Outcome::Approve,
+    };
+    let minutes = args
+        .reservation_hold_minutes
+        .or(file.reservation_hold_minutes)
+        .unwrap_or(15);
+    let hours = args
+        .shelf_life_margin_hours
+        .or(file.shelf_life_margin_hours)
+        .unwrap_or(24);
+    Ok(Some(SagaSettings {
+        config: sagas::order::SagaConfig {
+            reservation_hold: chrono::Duration::minutes(minutes as i64),
+            shelf_life_margin: chrono::Duration::hours(hours as i64),
+            ..Default::default()
+        },
+        outcome,
+        latency: Duration::from_millis(
+            args.gateway_latency_ms
+                .or(file.gateway_latency_ms)
+                .unwrap_or(0),
+        ),
+    }))
+}
+
+/// Runs a reactor subscription until `stop`, restarting it after errors.
+fn spawn_reactor(
+    name: &'static str,
+    store: &Store,
+    reactor: Arc<dyn store::Reactor>,
+    stop: tokio_util::sync::CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let store = store.clone();
+    tokio::spawn(async move {
+        let sub = store::Subscription::reactor(name, &store, reactor);
+        while !stop.is_cancelled() {
+            if let Err(e) = sub.run(stop.clone()).await {
+                tracing::error!(subscription = name, error = %e, "stopped; restarting");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    })
+}
+
+/// The process managers (spoilage, the order saga) and the timer scheduler.
+fn spawn_process_managers(
     state: &AppState,
     warn_before: chrono::Duration,
+    saga: Option<SagaSettings>,
     stop: tokio_util::sync::CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     let store = state.store.clone();
@@ -154,26 +261,34 @@ fn spawn_timers(
         timers: timers.clone(),
         warn_before,
     });
-    let reactor = {
-        let (store, stop) = (store.clone(), stop.clone());
-        tokio::spawn(async move {
-            let sub = store::Subscription::reactor("spoilage", &store, spoilage);
-            while !stop.is_cancelled() {
-                if let Err(e) = sub.run(stop.clone()).await {
-                    tracing::error!(error = %e, "spoilage stopped; restarting");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-            }
-        })
-    };
-    let scheduler = tokio::spawn(sagas::timers::run(
+    let mut workers = vec![spawn_reactor("spoilage", &store, spoilage, stop.clone())];
+    if let Some(s) = saga {
+        let saga = sagas::order::OrderSaga::new(
+            &store,
+            state.orders.clone(),
+            state.batches.clone(),
+            state.payments.clone(),
+            state.deliveries.clone(),
+            timers.clone(),
+            Arc::new(sagas::gateway::SimulatedGateway::new(s.outcome, s.latency)),
+            state.clock.clone(),
+            s.config,
+        );
+        workers.push(spawn_reactor(
+            sagas::order::SUBSCRIPTION,
+            &store,
+            Arc::new(saga),
+            stop.clone(),
+        ));
+    }
+    workers.push(tokio::spawn(sagas::timers::run(
         store,
         timers,
         state.clock.clone(),
         Duration::from_secs(1),
         stop,
-    ));
-    vec![reactor, scheduler]
+    )));
+    workers
 }
 
 /// Resolves on SIGTERM or Ctrl-C. The handlers are installed *now*, not on
@@ -202,12 +317,14 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 
 async fn run(cli: Cli) -> Result<(), String> {
     let file = file_config(&cli.config)?;
-    let command = cli.command.as_ref().unwrap_or(&Command::Serve {
+    let default = Command::Serve {
         listen: None,
         demo_data: None,
         expiry_warning_hours: None,
         clock: None,
-    });
+        saga: SagaArgs::default(),
+    };
+    let command = cli.command.as_ref().unwrap_or(&default);
     let store = open_store(&cli, &file).await?;
     // Read-model tables are prepared (created, or rebuilt when their schema
     // version changed) only by the commands that use them.
@@ -233,7 +350,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             command: ProjectionsCommand::Status,
         } => {
             let head = store.head().await.map_err(|e| e.to_string())?;
-            println!("log head: {head}");
+            say!("log head: {head}");
             for s in store.subscriptions().await.map_err(|e| e.to_string())? {
                 let state = if s.parked {
                     format!(
@@ -244,7 +361,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 } else {
                     "running".into()
                 };
-                println!("{:<12} {:>10}  {state}", s.name, s.position);
+                say!("{:<12} {:>10}  {state}", s.name, s.position);
             }
         }
         Command::Projections {
@@ -254,7 +371,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 let sum = projections::checksum(&store, model)
                     .await
                     .map_err(|e| e.to_string())?;
-                println!("{:<12} {sum}", model.name());
+                say!("{:<12} {sum}", model.name());
             }
         }
         Command::Projections {
@@ -283,7 +400,7 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .await
                 .map_err(|e| format!("rebuilding {}: {e}", model.name()))?;
                 bar.finish();
-                println!(
+                say!(
                     "{}: rebuilt and swapped in {:.1?}",
                     model.name(),
                     started.elapsed()
@@ -291,15 +408,16 @@ async fn run(cli: Cli) -> Result<(), String> {
             }
         }
         Command::Migrate => {
-            println!("migrated");
+            say!("migrated");
         }
         Command::DemoData => {
             let loaded = command_api::demo::load(&state)
                 .await
                 .map_err(|e| format!("loading demo data: {e}"))?;
-            println!(
+            say!(
                 "demo data: {} products, {} batches loaded",
-                loaded.products, loaded.batches
+                loaded.products,
+                loaded.batches
             );
         }
         Command::Serve {
@@ -307,6 +425,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             demo_data,
             expiry_warning_hours,
             clock: _,
+            saga,
         } => {
             if demo_data.or(file.demo_data).unwrap_or(true) {
                 let loaded = command_api::demo::load(&state)
@@ -329,13 +448,15 @@ async fn run(cli: Cli) -> Result<(), String> {
             let bound = listener.local_addr().map_err(|e| e.to_string())?;
             let stop = tokio_util::sync::CancellationToken::new();
             let mut workers = projections::spawn(&store, stop.clone());
-            workers.extend(spawn_timers(
+            let saga = saga_settings(saga, &file)?;
+            workers.extend(spawn_process_managers(
                 &state,
                 chrono::Duration::hours(
                     expiry_warning_hours
                         .or(file.expiry_warning_hours)
                         .unwrap_or(24) as i64,
                 ),
+                saga,
                 stop.clone(),
             ));
             let shutdown = shutdown_signal();

@@ -32,7 +32,16 @@ fn help_explains_every_setting() {
         assert!(top.contains(s), "--help does not mention {s}:\n{top}");
     }
     let serve = help(&["serve", "--help"]);
-    for s in ["--listen", "FRESHLEDGER_LISTEN", "--demo-data"] {
+    for s in [
+        "--listen",
+        "FRESHLEDGER_LISTEN",
+        "--demo-data",
+        "--order-saga",
+        "--reservation-hold-minutes",
+        "--shelf-life-margin-hours",
+        "--gateway-outcome",
+        "by-amount",
+    ] {
         assert!(
             serve.contains(s),
             "serve --help does not mention {s}:\n{serve}"
@@ -96,4 +105,25 @@ async fn sigterm_stops_the_server_cleanly() {
     let status = app.terminate();
     assert!(status.success(), "exit status {status}");
     app.finish().await;
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let dir = std::env::temp_dir().join(format!("freshledger-pipe-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("pipe.db").display());
+    // `freshledger projections status | true`: the reader is gone before
+    // the first line is written.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_freshledger"))
+        .args(["--database-url", &url, "projections", "status"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -183,6 +183,10 @@ impl InventoryBatch {
     pub fn reserved(&self) -> u64 {
         self.reservations.values().sum()
     }
+    /// Open reservations, by order.
+    pub fn reservations(&self) -> impl Iterator<Item = (OrderId, u64)> + '_ {
+        self.reservations.iter().map(|(o, q)| (*o, *q))
+    }
     pub fn reserved_for(&self, order_id: &OrderId) -> u64 {
         self.reservations.get(order_id).copied().unwrap_or(0)
     }

@@ -250,6 +250,9 @@ pub struct Order {
     status: Option<OrderStatus>,
     placed: Option<OrderPlaced>,
     allocated: bool,
+    /// The last confirmed allocation (a batch expiring re-allocates).
+    #[serde(default)]
+    allocations: Vec<Allocation>,
     paid: Option<Money>,
     packed: Option<OrderPacked>,
     delivery_id: Option<DeliveryId>,
@@ -263,8 +266,15 @@ impl Order {
     pub fn placed(&self) -> Option<&OrderPlaced> {
         self.placed.as_ref()
     }
+    pub fn packed(&self) -> Option<&OrderPacked> {
+        self.packed.as_ref()
+    }
     pub fn is_allocated(&self) -> bool {
         self.allocated
+    }
+    /// The batches each line is reserved on, as last confirmed.
+    pub fn allocations(&self) -> &[Allocation] {
+        &self.allocations
     }
     pub fn amount_paid(&self) -> Option<Money> {
         self.paid
@@ -521,7 +531,10 @@ impl Aggregate for Order {
         }
         match event {
             Ev::OrderPlaced(e) => self.placed = Some(e),
-            Ev::AllocationConfirmed(_) => self.allocated = true,
+            Ev::AllocationConfirmed(e) => {
+                self.allocated = true;
+                self.allocations = e.allocations;
+            }
             Ev::OrderPaid(e) => self.paid = Some(e.amount),
             Ev::OrderPacked(e) => self.packed = Some(e),
             Ev::OrderShipped(e) => self.delivery_id = Some(e.delivery_id),

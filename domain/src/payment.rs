@@ -46,6 +46,10 @@ pub enum PaymentCommand {
         amount: Money,
         rider_id: RiderId,
     },
+    /// Releases an authorization from which nothing was captured.
+    VoidPayment {
+        gateway_reference: GatewayReference,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
@@ -79,6 +83,8 @@ pub enum PaymentError {
     RefundExceedsCaptured { requested: Money, refundable: Money },
     #[error("cash was already collected")]
     AlreadyCollected,
+    #[error("the authorization was voided")]
+    Voided,
 }
 
 impl DomainError for PaymentError {
@@ -99,6 +105,7 @@ impl DomainError for PaymentError {
             AlreadyCaptured => "already_captured",
             RefundExceedsCaptured { .. } => "refund_exceeds_captured",
             AlreadyCollected => "already_collected",
+            Voided => "payment_voided",
         }
     }
     fn kind(&self) -> ErrorKind {
@@ -127,6 +134,11 @@ pub struct Payment {
     refunded: Vec<Money>,
     collected: Option<Money>,
     failed: bool,
+    #[serde(default)]
+    voided: bool,
+    /// The gateway's reference for the hold, to capture or void it.
+    #[serde(default)]
+    authorization: Option<GatewayReference>,
 }
 
 fn sum(currency: Currency, amounts: &[Money]) -> Money {
@@ -166,6 +178,15 @@ impl Payment {
     }
     pub fn is_failed(&self) -> bool {
         self.failed
+    }
+    pub fn is_voided(&self) -> bool {
+        self.voided
+    }
+    pub fn method(&self) -> Option<PaymentMethod> {
+        self.started.as_ref().map(|s| s.method)
+    }
+    pub fn authorization_reference(&self) -> Option<&GatewayReference> {
+        self.authorization.as_ref()
     }
 }
 
@@ -271,6 +292,9 @@ impl Aggregate for Payment {
                 if self.failed {
                     return Err(E::Failed);
                 }
+                if self.voided {
+                    return Err(E::Voided);
+                }
                 let authorized = self.authorized.ok_or(E::NotAuthorized)?;
                 let remaining = authorized
                     .checked_sub(self.amount_captured().expect("started"))
@@ -290,6 +314,9 @@ impl Aggregate for Payment {
             C::FailPayment { code, message } => {
                 if self.failed {
                     return Err(E::Failed);
+                }
+                if self.voided {
+                    return Err(E::Voided);
                 }
                 if !self.captured.is_empty() || self.collected.is_some() {
                     return Err(E::AlreadyCaptured);
@@ -314,6 +341,24 @@ impl Aggregate for Payment {
                     amount,
                     gateway_reference,
                     note,
+                };
+                sink.write(e.into(), self).await;
+            }
+            C::VoidPayment { gateway_reference } => {
+                card_only()?;
+                if self.failed {
+                    return Err(E::Failed);
+                }
+                if self.voided {
+                    return Err(E::Voided);
+                }
+                let amount = self.authorized.ok_or(E::NotAuthorized)?;
+                if !self.captured.is_empty() {
+                    return Err(E::AlreadyCaptured);
+                }
+                let e = PaymentVoided {
+                    amount,
+                    gateway_reference,
                 };
                 sink.write(e.into(), self).await;
             }
@@ -348,11 +393,15 @@ impl Aggregate for Payment {
                     amount_due: e.amount_due,
                 })
             }
-            Ev::PaymentAuthorized(e) => self.authorized = Some(e.amount),
+            Ev::PaymentAuthorized(e) => {
+                self.authorized = Some(e.amount);
+                self.authorization = Some(e.gateway_reference);
+            }
             Ev::PaymentCaptured(e) => self.captured.push(e.amount),
             Ev::PaymentFailed(_) => self.failed = true,
             Ev::PaymentRefunded(e) => self.refunded.push(e.amount),
             Ev::CashCollected(e) => self.collected = Some(e.amount),
+            Ev::PaymentVoided(_) => self.voided = true,
         }
     }
 }

@@ -281,3 +281,54 @@ fn cash_is_collected_once_for_cod_payments_only() {
             refundable: eur(1_000),
         });
 }
+
+#[test]
+fn voiding_releases_an_uncaptured_hold_once() {
+    let voided: PaymentEvent = PaymentVoided {
+        amount: eur(1_000),
+        gateway_reference: text("void_1"),
+    }
+    .into();
+    fx().given(vec![card(), authorized(1_000)])
+        .when(C::VoidPayment {
+            gateway_reference: text("void_1"),
+        })
+        .then_expect_events(vec![voided.clone()]);
+    // Nothing held, money already taken, or already voided: refused.
+    fx().given(vec![card()])
+        .when(C::VoidPayment {
+            gateway_reference: text("void_1"),
+        })
+        .then_expect_error(E::NotAuthorized);
+    fx().given(vec![card(), authorized(1_000), captured(100)])
+        .when(C::VoidPayment {
+            gateway_reference: text("void_1"),
+        })
+        .then_expect_error(E::AlreadyCaptured);
+    fx().given(vec![card(), authorized(1_000), voided.clone()])
+        .when(C::VoidPayment {
+            gateway_reference: text("void_2"),
+        })
+        .then_expect_error(E::Voided);
+    // A voided hold captures nothing and cannot fail afterwards.
+    fx().given(vec![card(), authorized(1_000), voided.clone()])
+        .when(C::CapturePayment {
+            amount: eur(100),
+            gateway_reference: text("ch_1"),
+        })
+        .then_expect_error(E::Voided);
+    fx().given(vec![card(), authorized(1_000), voided])
+        .when(C::FailPayment {
+            code: text("timeout"),
+            message: text("late"),
+        })
+        .then_expect_error(E::Voided);
+    // Cash has no hold to void.
+    fx().given(vec![initiated(PaymentMethod::CashOnDelivery)])
+        .when(C::VoidPayment {
+            gateway_reference: text("void_1"),
+        })
+        .then_expect_error(E::WrongMethod {
+            expected: PaymentMethod::Card,
+        });
+}

@@ -416,6 +416,7 @@ async fn payments(
             "refunded_minor = refunded_minor + ?",
             vec![r.amount.amount_minor().into()],
         ),
+        E::PaymentVoided(_) => ("status = 'VOIDED'", vec![]),
         E::CashCollected(c) => (
             "status = 'COLLECTED', collected_minor = ?",
             vec![c.amount.amount_minor().into()],

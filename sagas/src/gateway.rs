@@ -25,6 +25,11 @@ pub struct Capture {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Void {
+    pub reference: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refund {
     pub reference: String,
     pub amount: Money,
@@ -56,6 +61,14 @@ pub trait PaymentGateway: Send + Sync {
     ) -> Result<Capture, GatewayError>;
     async fn refund(&self, key: &str, capture: &str, amount: Money)
         -> Result<Refund, GatewayError>;
+    /// Releases an authorization (of `amount`) from which nothing was
+    /// captured.
+    async fn void(
+        &self,
+        key: &str,
+        authorization: &str,
+        amount: Money,
+    ) -> Result<Void, GatewayError>;
 }
 
 /// How the simulated gateway answers authorizations.
@@ -65,15 +78,49 @@ pub enum Outcome {
     Decline,
     /// Never answers within the caller's patience.
     Timeout,
+    /// Sandbox test amounts (as Braintree's sandbox does): an amount whose
+    /// minor units end in `51` is declined, in `52` times out, any other is
+    /// approved. Lets one server show every outcome.
+    ByAmount,
+}
+
+impl Outcome {
+    fn for_amount(self, amount: Money) -> Outcome {
+        match (self, amount.amount_minor() % 100) {
+            (Outcome::ByAmount, 51) => Outcome::Decline,
+            (Outcome::ByAmount, 52) => Outcome::Timeout,
+            (Outcome::ByAmount, _) => Outcome::Approve,
+            (o, _) => o,
+        }
+    }
+}
+
+impl std::str::FromStr for Outcome {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "approve" => Outcome::Approve,
+            "decline" => Outcome::Decline,
+            "timeout" => Outcome::Timeout,
+            "by-amount" => Outcome::ByAmount,
+            _ => return Err(format!("{s:?}: approve, decline, timeout or by-amount")),
+        })
+    }
 }
 
 /// A gateway in memory, for demos and tests: its outcome and latency are
 /// configured, its bookkeeping is real (captures within the hold, refunds
 /// within captures, idempotent keys).
+///
+/// Its memory lasts as long as the process. After a restart it honours
+/// references it did not issue (as if its state lived elsewhere, as a real
+/// gateway's does), so sagas in flight across a restart can finish.
 pub struct SimulatedGateway {
     outcome: Outcome,
     latency: Duration,
     state: Mutex<State>,
+    /// Distinguishes this process's references from an earlier one's.
+    epoch: String,
 }
 
 #[derive(Default)]
@@ -93,6 +140,7 @@ impl SimulatedGateway {
             outcome,
             latency,
             state: Mutex::new(State::default()),
+            epoch: uuid::Uuid::new_v4().simple().to_string()[..8].to_string(),
         }
     }
 
@@ -115,9 +163,17 @@ impl SimulatedGateway {
     }
 }
 
-fn reference(s: &mut State, prefix: &str) -> String {
-    s.next += 1;
-    format!("{prefix}_{:08}", s.next)
+impl SimulatedGateway {
+    fn reference(&self, s: &mut State, prefix: &str) -> String {
+        s.next += 1;
+        format!("{prefix}_{}_{:08}", self.epoch, s.next)
+    }
+
+    /// Whether `reference` was issued by an earlier process (see the type's
+    /// documentation).
+    fn foreign(&self, reference: &str) -> bool {
+        !reference.contains(&format!("_{}_", self.epoch))
+    }
 }
 
 #[async_trait]
@@ -127,14 +183,14 @@ impl PaymentGateway for SimulatedGateway {
     }
 
     async fn authorize(&self, key: &str, amount: Money) -> Result<Authorization, GatewayError> {
-        let outcome = self.outcome;
+        let outcome = self.outcome.for_amount(amount);
         self.answer(key, |s| match outcome {
             Outcome::Decline => Err(GatewayError::Declined {
                 code: "card_declined".into(),
             }),
             Outcome::Timeout => Err(GatewayError::Timeout),
-            Outcome::Approve => {
-                let r = reference(s, "auth");
+            Outcome::Approve | Outcome::ByAmount => {
+                let r = self.reference(s, "auth");
                 s.holds.insert(r.clone(), (amount, 0));
                 Ok((r, amount))
             }
@@ -150,6 +206,9 @@ impl PaymentGateway for SimulatedGateway {
         amount: Money,
     ) -> Result<Capture, GatewayError> {
         self.answer(key, |s| {
+            if self.foreign(authorization) && !s.holds.contains_key(authorization) {
+                s.holds.insert(authorization.to_string(), (amount, 0));
+            }
             let (held, taken) = *s.holds.get(authorization).ok_or_else(|| {
                 GatewayError::Invalid(format!("no authorization {authorization}"))
             })?;
@@ -164,7 +223,7 @@ impl PaymentGateway for SimulatedGateway {
                 authorization.to_string(),
                 (held, taken + amount.amount_minor()),
             );
-            let r = reference(s, "ch");
+            let r = self.reference(s, "ch");
             s.captures.insert(r.clone(), (amount, 0));
             Ok((r, amount))
         })
@@ -179,6 +238,9 @@ impl PaymentGateway for SimulatedGateway {
         amount: Money,
     ) -> Result<Refund, GatewayError> {
         self.answer(key, |s| {
+            if self.foreign(capture) && !s.captures.contains_key(capture) {
+                s.captures.insert(capture.to_string(), (amount, 0));
+            }
             let (captured, refunded) = *s
                 .captures
                 .get(capture)
@@ -192,10 +254,37 @@ impl PaymentGateway for SimulatedGateway {
                 capture.to_string(),
                 (captured, refunded + amount.amount_minor()),
             );
-            Ok((reference(s, "re"), amount))
+            Ok((self.reference(s, "re"), amount))
         })
         .await
         .map(|(reference, amount)| Refund { reference, amount })
+    }
+
+    async fn void(
+        &self,
+        key: &str,
+        authorization: &str,
+        amount: Money,
+    ) -> Result<Void, GatewayError> {
+        self.answer(key, |s| {
+            if self.foreign(authorization) && !s.holds.contains_key(authorization) {
+                s.holds.insert(authorization.to_string(), (amount, 0));
+            }
+            let (held, taken) = *s.holds.get(authorization).ok_or_else(|| {
+                GatewayError::Invalid(format!("no authorization {authorization}"))
+            })?;
+            if taken > 0 {
+                return Err(GatewayError::Invalid(
+                    "money was captured; refund instead".into(),
+                ));
+            }
+            // A voided hold can capture nothing more.
+            s.holds
+                .insert(authorization.to_string(), (held, held.amount_minor()));
+            Ok((self.reference(s, "void"), held))
+        })
+        .await
+        .map(|(reference, _)| Void { reference })
     }
 }
 
@@ -269,5 +358,49 @@ mod tests {
             t.state.lock().unwrap().answers.is_empty(),
             "a timeout is not remembered"
         );
+    }
+
+    #[tokio::test]
+    async fn a_voided_hold_captures_nothing_and_a_captured_one_cannot_be_voided() {
+        let g = SimulatedGateway::new(Outcome::Approve, Duration::ZERO);
+        let a = g.authorize("v:auth", eur(700)).await.unwrap();
+        g.void("v:void", &a.reference, eur(700)).await.unwrap();
+        assert!(g.capture("v:cap", &a.reference, eur(1)).await.is_err());
+        let b = g.authorize("w:auth", eur(700)).await.unwrap();
+        g.capture("w:cap", &b.reference, eur(100)).await.unwrap();
+        assert!(g.void("w:void", &b.reference, eur(700)).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn test_amounts_choose_the_outcome() {
+        let g = SimulatedGateway::new(Outcome::ByAmount, Duration::ZERO);
+        assert!(g.authorize("a", eur(1_000)).await.is_ok());
+        assert_eq!(
+            g.authorize("b", eur(1_051)).await,
+            Err(GatewayError::Declined {
+                code: "card_declined".into()
+            })
+        );
+        assert_eq!(g.authorize("c", eur(252)).await, Err(GatewayError::Timeout));
+        assert_eq!("by-amount".parse::<Outcome>(), Ok(Outcome::ByAmount));
+        assert!("maybe".parse::<Outcome>().is_err());
+    }
+
+    #[tokio::test]
+    async fn references_from_an_earlier_process_are_honoured() {
+        let before = SimulatedGateway::new(Outcome::Approve, Duration::ZERO);
+        let a = before.authorize("r:auth", eur(500)).await.unwrap();
+        let after = SimulatedGateway::new(Outcome::Approve, Duration::ZERO);
+        let c = after
+            .capture("r:cap", &a.reference, eur(500))
+            .await
+            .unwrap();
+        assert_eq!(c.amount, eur(500));
+        // Its own references are still checked.
+        let own = after.authorize("r2:auth", eur(100)).await.unwrap();
+        assert!(after
+            .capture("r2:cap", &own.reference, eur(101))
+            .await
+            .is_err());
     }
 }

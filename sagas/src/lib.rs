@@ -5,9 +5,10 @@
 //! - [`spoilage`]: schedules each batch's expiry warning and expiry, and
 //!   acts when they fire (warn; expire and write off what is not reserved).
 //! - [`gateway`]: the payment gateway adapter for the order saga.
-//!
-//! The order fulfilment saga is the rest of its issue (ARCHITECTURE.md).
+//! - [`order`]: the order fulfilment saga (allocation, payment, picking,
+//!   delivery, capture, and the compensations).
 
 pub mod gateway;
+pub mod order;
 pub mod spoilage;
 pub mod timers;

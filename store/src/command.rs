@@ -140,6 +140,32 @@ where
         Ok((ctx.aggregate, ctx.current_sequence as u64))
     }
 
+    /// The aggregate's state, from this process's cache when it holds the
+    /// stream at `min_version` or later, else read from the store (and
+    /// cached). For process managers reacting to an event at
+    /// `min_version`: what they read is never older than the event, and
+    /// is current unless another process has written since (which costs a
+    /// rejected command and a fresh read, never a wrong append: appends are
+    /// checked against the stream's version).
+    pub async fn load_cached(&self, id: &str, min_version: u64) -> Result<(A, u64), StoreError> {
+        if let Some(c) = &self.cache {
+            if let Some(hit) = c.lock().expect("cache lock").get(id) {
+                if hit.version as u64 >= min_version {
+                    return Ok((hit.aggregate.clone(), hit.version as u64));
+                }
+            }
+        }
+        let ctx = self.load_fresh(id).await?;
+        let found = (ctx.aggregate.clone(), ctx.current_sequence as u64);
+        self.remember(
+            id,
+            ctx.aggregate,
+            ctx.current_sequence,
+            ctx.current_snapshot,
+        );
+        Ok(found)
+    }
+
     async fn load_fresh(&self, id: &str) -> Result<EventStoreAggregateContext<A>, StoreError> {
         self.events.load_aggregate(id).await.map_err(store_error)
     }

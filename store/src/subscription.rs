@@ -52,6 +52,13 @@ pub trait Handler: Send + Sync + 'static {
 #[async_trait]
 pub trait Reactor: Send + Sync + 'static {
     async fn react(&self, event: &RecordedEvent) -> Result<(), HandlerError>;
+
+    /// Runs inside the checkpoint's transaction, for each event of a batch
+    /// whose reactions all succeeded: state the reactor keeps about its own
+    /// progress (a saga's state) commits atomically with the checkpoint.
+    async fn settle(&self, _tx: &mut StoreTx, _event: &RecordedEvent) -> Result<(), HandlerError> {
+        Ok(())
+    }
 }
 
 enum Consumer {
@@ -251,13 +258,12 @@ impl Subscription {
             tx.rollback().await.map_err(ApplyError::Store)?;
             return Ok(false);
         }
-        if let Consumer::Handler(handler) = &self.consumer {
-            for event in events {
-                handler
-                    .handle(&mut tx, event)
-                    .await
-                    .map_err(ApplyError::Handler)?;
+        for event in events {
+            match &self.consumer {
+                Consumer::Handler(handler) => handler.handle(&mut tx, event).await,
+                Consumer::Reactor(reactor) => reactor.settle(&mut tx, event).await,
             }
+            .map_err(ApplyError::Handler)?;
         }
         let moved = sql::exec(
             &mut tx,

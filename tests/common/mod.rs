@@ -39,6 +39,13 @@ pub async fn spawn_with(backend: Backend, extra: &[&str]) -> App {
 
 impl App {
     fn start(&mut self, extra: &[&str]) {
+        // Tests of single commands drive every step themselves; saga tests
+        // switch the order saga on.
+        let saga: &[&str] = if extra.contains(&"--order-saga") {
+            &[]
+        } else {
+            &["--order-saga", "false"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_freshledger"))
             .args([
                 "--database-url",
@@ -47,6 +54,7 @@ impl App {
                 "--listen",
                 "127.0.0.1:0",
             ])
+            .args(saga)
             .args(extra)
             .env("FRESHLEDGER_LOG", "warn")
             .stdout(Stdio::piped())
@@ -78,10 +86,22 @@ impl App {
     }
 
     pub fn restart(&mut self) {
+        self.restart_with(&[]);
+    }
+
+    /// Stops the server (if running) and starts it again with `extra` flags.
+    pub fn restart_with(&mut self, extra: &[&str]) {
         if self.child.is_some() {
             self.terminate();
         }
-        self.start(&[]);
+        self.start(extra);
+    }
+
+    /// SIGKILL: no graceful anything.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     pub async fn post(&self, path: &str, body: Value) -> Response {
@@ -131,7 +151,14 @@ impl App {
     /// (read models, process managers) has caught up with the head, so no
     /// reaction to an earlier event is still to come.
     pub async fn log_len(&self) -> u64 {
-        for _ in 0..1_000 {
+        self.log_len_within(std::time::Duration::from_secs(30))
+            .await
+    }
+
+    /// [`App::log_len`], waiting up to `patience` for the log to settle.
+    pub async fn log_len_within(&self, patience: std::time::Duration) -> u64 {
+        let deadline = std::time::Instant::now() + patience;
+        while std::time::Instant::now() < deadline {
             let s = self.get_json("/api/v1/log").await;
             let head = s["head_position"].as_u64().unwrap();
             let subs = s["subscriptions"].as_array().unwrap();

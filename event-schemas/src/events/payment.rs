@@ -63,6 +63,17 @@ pub struct PaymentRefunded {
     pub note: Option<Note>,
 }
 
+/// The hold on the card was released without taking any money (the order
+/// was cancelled before delivery). For the customer this is the refund of
+/// an authorized, uncaptured payment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PaymentVoided {
+    /// What was held and is now released.
+    pub amount: Money,
+    pub gateway_reference: GatewayReference,
+}
+
 /// A rider collected cash at the door.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -80,5 +91,6 @@ event_enum! {
         PaymentFailed = "1.0",
         PaymentRefunded = "1.0",
         CashCollected = "1.0",
+        PaymentVoided = "1.0",
     }
 }
