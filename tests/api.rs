@@ -24,6 +24,7 @@ on_both!(
     idempotency_keys_replay_and_refuse_reuse,
     correlation_and_actor_reach_the_events,
     demo_data_is_loaded_once_and_survives_restarts,
+    a_line_is_cancelled_and_a_hold_voided_by_hand,
 );
 
 fn slot() -> Value {
@@ -530,5 +531,79 @@ async fn demo_data_is_loaded_once_and_survives_restarts(backend: Backend) {
         "a restart loads and schedules nothing twice"
     );
     assert_eq!(app.get("/readyz").await.status(), 200);
+    app.finish().await;
+}
+
+async fn a_line_is_cancelled_and_a_hold_voided_by_hand(backend: Backend) {
+    let app = spawn(backend).await;
+    let mut body = order_body("APL-GALA", json!({"uom": "gram", "amount": 1500}));
+    body["lines"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"sku": "LIM-TAH", "quantity": {"uom": "unit", "amount": 3}}));
+    let oid = app.send("/api/v1/orders", body, 201).await["stream_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let before = app.log_len().await;
+    // Refused, writing nothing: a SKU not on the order, a malformed SKU.
+    let e = app
+        .send(
+            &format!("/api/v1/orders/{oid}/lines/PIN-GOLD/cancel"),
+            json!({"reason": "other"}),
+            422,
+        )
+        .await;
+    assert_eq!(e["code"], "no_such_line", "{e}");
+    let e = app
+        .send(
+            &format!("/api/v1/orders/{oid}/lines/not%20a%20sku/cancel"),
+            json!({"reason": "other"}),
+            400,
+        )
+        .await;
+    assert!(e["code"].is_string(), "{e}");
+    assert_eq!(app.log_len().await, before);
+    // One line goes; the last one cannot.
+    app.send(
+        &format!("/api/v1/orders/{oid}/lines/LIM-TAH/cancel"),
+        json!({"reason": "customer_request"}),
+        200,
+    )
+    .await;
+    let e = app
+        .send(
+            &format!("/api/v1/orders/{oid}/lines/APL-GALA/cancel"),
+            json!({"reason": "customer_request"}),
+            409,
+        )
+        .await;
+    assert_eq!(e["code"], "last_line", "{e}");
+    let events = app
+        .get_json(&format!("/api/v1/streams/Order/{oid}/events"))
+        .await;
+    let last = events.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["event_type"], "OrderLineCancelled");
+    // 3 limes at 0.29 no longer count: the order is paid 4.49 for its apples.
+    assert_eq!(last["payload"]["price"]["amount_minor"], 87, "{last}");
+    assert!(
+        last["payload"].get("refund").is_none(),
+        "nothing was paid: {last}"
+    );
+    // A hold voided by the gateway's callback captures nothing afterwards.
+    let pay = app.send("/api/v1/payments", json!({"order_id": oid, "method": "card", "gateway": "simulated", "amount_due": {"amount_minor": 449, "currency": "EUR"}}), 201).await;
+    let pid = pay["stream_id"].as_str().unwrap().to_string();
+    let ev = |v: Value| (format!("/api/v1/payments/{pid}/gateway-events"), v);
+    let (path, v) = ev(
+        json!({"type": "authorized", "amount": {"amount_minor": 449, "currency": "EUR"}, "gateway_reference": "auth_1"}),
+    );
+    app.send(&path, v, 200).await;
+    let (path, v) = ev(json!({"type": "voided", "gateway_reference": "void_1"}));
+    app.send(&path, v, 200).await;
+    let (path, v) = ev(
+        json!({"type": "captured", "amount": {"amount_minor": 449, "currency": "EUR"}, "gateway_reference": "ch_1"}),
+    );
+    let e = app.send(&path, v, 409).await;
+    assert_eq!(e["code"], "payment_voided", "{e}");
     app.finish().await;
 }

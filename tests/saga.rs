@@ -265,6 +265,7 @@ async fn a_full_day(backend: Backend) {
     app.put_product("SLO-1", "Slow", "per_unit", 252).await; // test amount: times out
     app.put_product("CAR-KG", "Carrots", "per_kg", 250).await;
     app.put_product("BER-1", "Berries", "per_unit", 300).await;
+    app.put_product("HRB-1", "Basil", "per_unit", 300).await;
     receive(&app, "APL-1", "unit", 100, t0 + h(240)).await;
     receive(&app, "DEC-1", "unit", 10, t0 + h(240)).await;
     receive(&app, "SLO-1", "unit", 10, t0 + h(240)).await;
@@ -272,6 +273,7 @@ async fn a_full_day(backend: Backend) {
     receive(&app, "CAR-KG", "gram", 5_000, t0 + h(240)).await;
     let ber_short = receive(&app, "BER-1", "unit", 10, t0 + h(30)).await;
     let ber_long = receive(&app, "BER-1", "unit", 8, t0 + h(240)).await;
+    let basil = receive(&app, "HRB-1", "unit", 5, t0 + h(30)).await;
     let slot = t0 + h(20);
 
     let card = place(&app, "APL-1", "unit", 3, "card", slot).await;
@@ -283,6 +285,16 @@ async fn a_full_day(backend: Backend) {
     let greedy = place(&app, "APL-1", "unit", 1_000, "card", slot).await;
     let berries = place(&app, "BER-1", "unit", 4, "card", slot).await;
     let more_berries = place(&app, "BER-1", "unit", 8, "card", slot).await;
+    // Two lines: 3 basil (only one short-lived batch) and 2 apples: 11.00.
+    let mut body = order_body("HRB-1", "unit", 3, "card", slot);
+    body["lines"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"sku": "APL-1", "quantity": {"uom": "unit", "amount": 2}}));
+    let mixed = app.send("/api/v1/orders", body, 201).await["stream_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
 
     // Morning: the saga allocated, charged and compensated on its own.
     for (id, status) in [
@@ -293,6 +305,7 @@ async fn a_full_day(backend: Backend) {
         (&berries, "PAID"),
         (&more_berries, "PAID"),
         (&slow, "CREATED"),
+        (&mixed, "PAID"),
     ] {
         let o = order(&app, id).await;
         assert_eq!(o["status"], status, "{o}");
@@ -370,6 +383,17 @@ async fn a_full_day(backend: Backend) {
     assert_eq!(o["payments"][0]["status"], "VOIDED");
     assert_eq!(order(&app, &berries).await["status"], "PAID");
     pack_and_deliver(&app, &berries, "BER-1", "unit", 4).await;
+    // The basil expired too, with no other batch: the mixed order goes on
+    // with its apples, the basil line cancelled and its 9.00 refunded.
+    let o = gql(&app, "query($id: String!) { order(id: $id) { status total { amountMinor } refundRequested { amountMinor } lines { sku cancelled } } }", json!({"id": mixed})).await["order"].clone();
+    assert_eq!(o["status"], "PAID", "{o}");
+    assert_eq!(o["total"]["amountMinor"], 200, "{o}");
+    assert_eq!(o["refundRequested"]["amountMinor"], 900, "{o}");
+    assert_eq!(
+        o["lines"],
+        json!([{"sku": "HRB-1", "cancelled": true}, {"sku": "APL-1", "cancelled": false}])
+    );
+    pack_and_deliver(&app, &mixed, "APL-1", "unit", 2).await;
 
     // Night: everything has ended in the right state.
     for (id, status, reason) in [
@@ -377,6 +401,7 @@ async fn a_full_day(backend: Backend) {
         (&cod, "DELIVERED", None),
         (&carrots, "DELIVERED", None),
         (&berries, "DELIVERED", None),
+        (&mixed, "DELIVERED", None),
         (&declined, "CANCELLED", Some("payment_failed")),
         (&slow, "CANCELLED", Some("payment_timeout")),
         (&regret, "CANCELLED", Some("customer_request")),
@@ -387,7 +412,12 @@ async fn a_full_day(backend: Backend) {
         assert_eq!(o["cancelReason"].as_str(), reason, "{o}");
     }
     // Card orders are captured for what was packed (6.9 kg: 17.25 EUR).
-    for (id, captured) in [(&card, 300), (&carrots, 1_725), (&berries, 1_200)] {
+    for (id, captured) in [
+        (&card, 300),
+        (&carrots, 1_725),
+        (&berries, 1_200),
+        (&mixed, 200),
+    ] {
         let p = &order(&app, id).await["payments"][0];
         assert_eq!(
             (p["status"].as_str(), p["captured"]["amountMinor"].as_i64()),
@@ -433,7 +463,17 @@ async fn a_full_day(backend: Backend) {
         .filter(|b| b["sku"] == "APL-1")
         .map(|b| n(&b["picked"]))
         .sum();
-    assert_eq!(apples, 5);
+    assert_eq!(apples, 7);
+    let basil = batch_books(&app, &basil).await;
+    assert_eq!(
+        basil,
+        Books {
+            received: 5,
+            reserved: 0,
+            picked: 0,
+            written_off: 5
+        }
+    );
     let carrots_picked: Vec<u64> = stock
         .iter()
         .filter(|b| b["sku"] == "CAR-KG")

@@ -207,6 +207,10 @@ pub enum GatewayEvent {
         code: Text<64>,
         message: Note,
     },
+    /// The hold was released without taking money.
+    Voided {
+        gateway_reference: GatewayReference,
+    },
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -257,6 +257,20 @@ pub async fn cancel(
     run(&s.orders, id.to_string(), cmd, &ctx, false).await
 }
 
+pub async fn cancel_line(
+    State(s): State<AppState>,
+    ApiPath((id, sku)): ApiPath<(OrderId, Sku)>,
+    ctx: RequestContext,
+    ApiJson(b): ApiJson<CancelOrder>,
+) -> Result<Response, ApiError> {
+    let cmd = OC::CancelLine {
+        sku,
+        reason: b.reason,
+        note: b.note,
+    };
+    run(&s.orders, id.to_string(), cmd, &ctx, false).await
+}
+
 pub async fn request_refund(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<OrderId>,
@@ -310,6 +324,7 @@ pub async fn gateway_event(
             gateway_reference,
         },
         GatewayEvent::Failed { code, message } => PC::FailPayment { code, message },
+        GatewayEvent::Voided { gateway_reference } => PC::VoidPayment { gateway_reference },
     };
     run(&s.payments, id.to_string(), cmd, &ctx, false).await
 }

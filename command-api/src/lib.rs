@@ -126,9 +126,10 @@ api! {
     post "/api/v1/orders/{order_id}/ship" => h::ship, body: WithDelivery, ok: 200, tag: "orders", "Ship a packed order";
     post "/api/v1/orders/{order_id}/deliver" => h::deliver, body: WithDelivery, ok: 200, tag: "orders", "Mark a shipped order delivered";
     post "/api/v1/orders/{order_id}/cancel" => h::cancel, body: CancelOrder, ok: 200, tag: "orders", "Cancel an order before it ships";
+    post "/api/v1/orders/{order_id}/lines/{sku}/cancel" => h::cancel_line, body: CancelOrder, ok: 200, tag: "orders", "Cancel one line before packing (never the last; a paid line is refunded)";
     post "/api/v1/orders/{order_id}/refunds" => h::request_refund, body: RequestRefund, ok: 200, tag: "orders", "Ask for a refund of what was paid";
     post "/api/v1/payments" => h::initiate_payment, body: InitiatePayment, ok: 201, tag: "payments", "Start a payment for an order";
-    post "/api/v1/payments/{payment_id}/gateway-events" => h::gateway_event, body: GatewayEvent, ok: 200, tag: "payments", "Payment gateway callback: authorized, captured or failed";
+    post "/api/v1/payments/{payment_id}/gateway-events" => h::gateway_event, body: GatewayEvent, ok: 200, tag: "payments", "Payment gateway callback: authorized, captured, failed or voided";
     post "/api/v1/payments/{payment_id}/refunds" => h::refund_payment, body: RefundPayment, ok: 200, tag: "payments", "Refund captured or collected money";
     post "/api/v1/payments/{payment_id}/cash-collections" => h::collect_cash, body: CollectCash, ok: 200, tag: "payments", "Record cash collected at the door";
     post "/api/v1/deliveries" => h::create_delivery, body: CreateDelivery, ok: 201, tag: "deliveries", "Create a delivery for a packed order";

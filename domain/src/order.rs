@@ -54,6 +54,7 @@ pub enum OrderAction {
     Deliver,
     Cancel,
     RequestRefund,
+    CancelLine,
 }
 
 use OrderAction as A;
@@ -71,6 +72,9 @@ pub const TRANSITIONS: &[(Option<OrderStatus>, OrderAction, OrderStatus)] = &[
     (Some(S::Paid), A::Pack, S::Packed),
     (Some(S::Packed), A::Ship, S::Shipped),
     (Some(S::Shipped), A::Deliver, S::Delivered),
+    // Guarded: never the last line (cancel the order instead).
+    (Some(S::Created), A::CancelLine, S::Created),
+    (Some(S::Paid), A::CancelLine, S::Paid),
     (Some(S::Created), A::Cancel, S::Cancelled),
     (Some(S::Paid), A::Cancel, S::Cancelled),
     (Some(S::Packed), A::Cancel, S::Cancelled),
@@ -137,6 +141,12 @@ pub enum OrderCommand {
         amount: Money,
         reason: RefundReason,
     },
+    /// Drops one line before packing; a paid line's price is refunded.
+    CancelLine {
+        sku: Sku,
+        reason: CancellationReason,
+        note: Option<Note>,
+    },
 }
 
 impl OrderCommand {
@@ -150,6 +160,7 @@ impl OrderCommand {
             OrderCommand::MarkDelivered { .. } => A::Deliver,
             OrderCommand::CancelOrder { .. } => A::Cancel,
             OrderCommand::RequestRefund { .. } => A::RequestRefund,
+            OrderCommand::CancelLine { .. } => A::CancelLine,
         }
     }
 }
@@ -198,6 +209,10 @@ pub enum OrderError {
     RefundExceedsPaid { requested: Money, refundable: Money },
     #[error("an amount of money must not be zero")]
     ZeroAmount,
+    #[error("the order has no open line for {0}")]
+    NoSuchLine(Sku),
+    #[error("the last line cannot be cancelled; cancel the order")]
+    LastLine,
     #[error("price overflows")]
     Overflow,
     #[error("catalogue unavailable: {0}")]
@@ -226,6 +241,8 @@ impl DomainError for OrderError {
             WrongDelivery { .. } => "wrong_delivery",
             RefundExceedsPaid { .. } => "refund_exceeds_paid",
             ZeroAmount => "zero_amount",
+            NoSuchLine(_) => "no_such_line",
+            LastLine => "last_line",
             Overflow => "overflow",
             CatalogUnavailable(_) => "catalog_unavailable",
         }
@@ -239,7 +256,8 @@ impl DomainError for OrderError {
             | CashOnDeliveryNotPaidOnline
             | NotPaid
             | NotAllocated
-            | RefundExceedsPaid { .. } => ErrorKind::Conflict,
+            | RefundExceedsPaid { .. }
+            | LastLine => ErrorKind::Conflict,
             _ => ErrorKind::Invalid,
         }
     }
@@ -257,6 +275,9 @@ pub struct Order {
     packed: Option<OrderPacked>,
     delivery_id: Option<DeliveryId>,
     refunds_requested: Option<Money>,
+    /// Lines cancelled before packing.
+    #[serde(default)]
+    cancelled_lines: BTreeSet<Sku>,
 }
 
 impl Order {
@@ -279,17 +300,27 @@ impl Order {
     pub fn amount_paid(&self) -> Option<Money> {
         self.paid
     }
-    /// The order total: as packed once packed, else as placed.
+    /// The lines still open (placed, less those cancelled).
+    pub fn open_lines(&self) -> impl Iterator<Item = &OrderLine> + '_ {
+        self.placed
+            .iter()
+            .flat_map(|p| &p.lines)
+            .filter(|l| !self.cancelled_lines.contains(&l.sku))
+    }
+    /// The order total: as packed once packed, else its open lines as
+    /// placed.
     pub fn total(&self) -> Option<Money> {
+        let c = self.placed.as_ref()?.lines[0].unit_price.amount.currency();
         if let Some(p) = &self.packed {
-            let c = self.placed.as_ref()?.lines[0].unit_price.amount.currency();
             return p
                 .lines
                 .iter()
                 .try_fold(Money::zero(c), |acc, l| acc.checked_add(l.price))
                 .ok();
         }
-        self.placed.as_ref()?.total().ok()
+        self.open_lines().try_fold(Money::zero(c), |acc, l| {
+            acc.checked_add(l.price().ok()?).ok()
+        })
     }
     /// Paid but not yet asked back.
     pub fn refundable(&self) -> Option<Money> {
@@ -298,6 +329,15 @@ impl Order {
             .refunds_requested
             .unwrap_or(Money::zero(paid.currency()));
         paid.checked_sub(asked).ok()
+    }
+}
+
+impl Order {
+    fn ask_back(&mut self, amount: Money) {
+        self.refunds_requested = Some(match self.refunds_requested {
+            None => amount,
+            Some(a) => a.checked_add(amount).unwrap_or(a),
+        })
     }
 }
 
@@ -388,8 +428,8 @@ impl Aggregate for Order {
                 sink.write(e.into(), self).await;
             }
             C::ConfirmAllocation { allocations } => {
-                let placed = self.placed.as_ref().expect("placed");
-                for line in &placed.lines {
+                let open: Vec<&OrderLine> = self.open_lines().collect();
+                for line in &open {
                     let mut sum = 0u64;
                     for a in allocations.iter().filter(|a| a.sku == line.sku) {
                         if a.quantity.uom() != line.quantity.uom() {
@@ -403,7 +443,7 @@ impl Aggregate for Order {
                 }
                 if allocations
                     .iter()
-                    .any(|a| !placed.lines.iter().any(|l| l.sku == a.sku))
+                    .any(|a| !open.iter().any(|l| l.sku == a.sku))
                 {
                     return Err(E::AllocationMismatch);
                 }
@@ -435,15 +475,16 @@ impl Aggregate for Order {
                 if !self.allocated {
                     return Err(E::NotAllocated);
                 }
-                if lines.len() != placed.lines.len() {
+                let open: Vec<OrderLine> = self.open_lines().cloned().collect();
+                if lines.len() != open.len() {
                     return Err(E::PackMismatch(format!(
                         "{} lines packed, {} ordered",
                         lines.len(),
-                        placed.lines.len()
+                        open.len()
                     )));
                 }
                 let mut packed = Vec::with_capacity(lines.len());
-                for line in &placed.lines {
+                for line in &open {
                     let p = lines
                         .iter()
                         .find(|p| p.sku == line.sku)
@@ -492,6 +533,25 @@ impl Aggregate for Order {
                 sink.write(OrderCancelled { reason, note }.into(), self)
                     .await;
             }
+            C::CancelLine { sku, reason, note } => {
+                let line = self
+                    .open_lines()
+                    .find(|l| l.sku == sku)
+                    .cloned()
+                    .ok_or_else(|| E::NoSuchLine(sku.clone()))?;
+                if self.open_lines().count() == 1 {
+                    return Err(E::LastLine);
+                }
+                let price = line.price().map_err(|_| E::Overflow)?;
+                let e = OrderLineCancelled {
+                    sku,
+                    price,
+                    refund: self.paid.map(|_| price),
+                    reason,
+                    note,
+                };
+                sink.write(e.into(), self).await;
+            }
             C::RequestRefund { amount, reason } => {
                 if amount.is_zero() {
                     return Err(E::ZeroAmount);
@@ -523,6 +583,7 @@ impl Aggregate for Order {
             Ev::OrderDelivered(_) => A::Deliver,
             Ev::OrderCancelled(_) => A::Cancel,
             Ev::RefundRequested(_) => A::RequestRefund,
+            Ev::OrderLineCancelled(_) => A::CancelLine,
         };
         // History is fact: apply never refuses. Were history to contain a
         // pair outside the table, the status stays where it was.
@@ -540,11 +601,12 @@ impl Aggregate for Order {
             Ev::OrderShipped(e) => self.delivery_id = Some(e.delivery_id),
             Ev::OrderDelivered(_) => {}
             Ev::OrderCancelled(_) => {}
-            Ev::RefundRequested(e) => {
-                self.refunds_requested = Some(match self.refunds_requested {
-                    None => e.amount,
-                    Some(a) => a.checked_add(e.amount).unwrap_or(a),
-                })
+            Ev::RefundRequested(e) => self.ask_back(e.amount),
+            Ev::OrderLineCancelled(e) => {
+                self.cancelled_lines.insert(e.sku);
+                if let Some(refund) = e.refund {
+                    self.ask_back(refund);
+                }
             }
         }
     }

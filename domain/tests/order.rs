@@ -551,3 +551,82 @@ fn the_transition_table_is_the_documented_lifecycle() {
         }
     }
 }
+
+fn cancel_line(s: &str) -> C {
+    C::CancelLine {
+        sku: sku(s),
+        reason: CancellationReason::BatchExpired,
+        note: None,
+    }
+}
+
+fn line_cancelled(refund: Option<i64>) -> OrderEvent {
+    OrderLineCancelled {
+        sku: sku("PIN-GOLD"),
+        price: eur(698),
+        reason: CancellationReason::BatchExpired,
+        note: None,
+        refund: refund.map(eur),
+    }
+    .into()
+}
+
+#[test]
+fn a_line_is_cancelled_before_packing_and_refunded_when_paid() {
+    // Unpaid: nothing to refund, and the order is then paid without it.
+    fx().given(vec![placed(), allocated()])
+        .when(cancel_line("PIN-GOLD"))
+        .then_expect_events(vec![line_cancelled(None)]);
+    fx().given(vec![placed(), allocated(), line_cancelled(None)])
+        .when(C::MarkPaid {
+            payment_id: payment_id(),
+            amount: eur(449),
+        })
+        .then_expect_events(vec![OrderPaid {
+            payment_id: payment_id(),
+            amount: eur(449),
+        }
+        .into()]);
+    // Paid: its price goes back.
+    fx().given(vec![placed(), allocated(), paid()])
+        .when(cancel_line("PIN-GOLD"))
+        .then_expect_events(vec![line_cancelled(Some(698))]);
+    // What is left is what is allocated and packed.
+    fx().given(vec![
+        placed(),
+        allocated(),
+        paid(),
+        line_cancelled(Some(698)),
+    ])
+    .when(C::ConfirmAllocation {
+        allocations: allocations()[..2].to_vec(),
+    })
+    .then_expect_events(vec![AllocationConfirmed {
+        allocations: allocations()[..2].to_vec(),
+    }
+    .into()]);
+    fx().given(vec![
+        placed(),
+        allocated(),
+        paid(),
+        line_cancelled(Some(698)),
+    ])
+    .when(pack_cmd(1_500, 2))
+    .then_expect_error_message("packed lines do not match the order: 2 lines packed, 1 ordered");
+    // Once, never the last line, never an unknown one, never after packing.
+    fx().given(vec![placed(), allocated(), line_cancelled(None)])
+        .when(cancel_line("PIN-GOLD"))
+        .then_expect_error(E::NoSuchLine(sku("PIN-GOLD")));
+    fx().given(vec![placed(), allocated(), line_cancelled(None)])
+        .when(cancel_line("APL-GALA"))
+        .then_expect_error(E::LastLine);
+    fx().given(vec![placed()])
+        .when(cancel_line("USD-LIME"))
+        .then_expect_error(E::NoSuchLine(sku("USD-LIME")));
+    fx().given(vec![placed(), allocated(), paid(), packed()])
+        .when(cancel_line("PIN-GOLD"))
+        .then_expect_error(E::IllegalTransition {
+            state: Some(OrderStatus::Packed),
+            action: OrderAction::CancelLine,
+        });
+}

@@ -175,6 +175,11 @@ fn order_command(kind: u8, amount: i64, method_cod: bool) -> OC {
             reason: CancellationReason::CustomerRequest,
             note: None,
         },
+        7 => OC::CancelLine {
+            sku: sku("PIN-GOLD"),
+            reason: CancellationReason::BatchExpired,
+            note: None,
+        },
         _ => OC::RequestRefund {
             amount: eur(amount.max(1)),
             reason: RefundReason::CustomerComplaint,
@@ -188,7 +193,7 @@ proptest! {
     #[test]
     fn orders_only_move_along_the_transition_table(
         cod in any::<bool>(),
-        steps in prop::collection::vec((0u8..8, prop_oneof![Just(698i64), 0..1_000i64]), 1..40),
+        steps in prop::collection::vec((0u8..9, prop_oneof![Just(698i64), 0..1_000i64]), 1..40),
     ) {
         let services = order_services();
         let mut order = Order::default();

@@ -21,7 +21,7 @@ use store::sql::{exec, exec_pool, fetch};
 
 /// Bumped when a model's tables or rules change: a model whose stored
 /// version differs is rebuilt from the log at start.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 const NEXT: &str = "_next";
 const OLD: &str = "_old";

@@ -70,6 +70,7 @@ impl Model {
                      status TEXT NOT NULL, payment_method TEXT NOT NULL, currency TEXT NOT NULL, \
                      total_minor BIGINT NOT NULL, paid_minor BIGINT, packed_total_minor BIGINT, refund_requested_minor BIGINT NOT NULL, \
                      allocated BIGINT NOT NULL, delivery_id TEXT, cancel_reason TEXT, lines TEXT NOT NULL, \
+                     cancelled_skus TEXT NOT NULL DEFAULT '', \
                      slot_starts_at TEXT NOT NULL, slot_ends_at TEXT NOT NULL, \
                      placed_at TEXT NOT NULL, updated_at TEXT NOT NULL, position BIGINT NOT NULL)",
                     t("rm_orders")
@@ -240,6 +241,16 @@ async fn orders(
             E::RefundRequested(r) => (
                 "refund_requested_minor = refund_requested_minor + ?",
                 vec![r.amount.amount_minor().into()],
+            ),
+            // `cancelled_skus`: each cancelled line's SKU and a comma.
+            E::OrderLineCancelled(c) => (
+                "total_minor = total_minor - ?, refund_requested_minor = refund_requested_minor + ?, \
+                 cancelled_skus = cancelled_skus || ?",
+                vec![
+                    c.price.amount_minor().into(),
+                    c.refund.map_or(0, |m| m.amount_minor()).into(),
+                    format!("{},", c.sku).into(),
+                ],
             ),
         };
         args.extend([at.into(), pos.into(), id.into()]);

@@ -195,6 +195,8 @@ pub struct OrderLine {
     pub unit_price: Money,
     /// `per_kg` or `per_unit`.
     pub per: String,
+    /// Cancelled before packing (the order went on without it).
+    pub cancelled: bool,
 }
 
 #[derive(Debug, Clone, SimpleObject)]
@@ -319,9 +321,12 @@ impl Order {
     pub fn parsed_lines(&self) -> Vec<OrderLine> {
         let lines: Vec<serde_json::Value> =
             serde_json::from_str(&s(&self.row, "lines")).unwrap_or_default();
+        let cancelled = s(&self.row, "cancelled_skus");
+        let cancelled: Vec<&str> = cancelled.split(',').filter(|s| !s.is_empty()).collect();
         lines
             .iter()
             .map(|l| OrderLine {
+                cancelled: cancelled.contains(&l["sku"].as_str().unwrap_or_default()),
                 sku: l["sku"].as_str().unwrap_or_default().into(),
                 quantity: Quantity {
                     uom: l["quantity"]["uom"].as_str().unwrap_or_default().into(),

@@ -162,7 +162,7 @@ impl Order {
     async fn lines(&self) -> Vec<OrderLine> {
         self.parsed_lines()
     }
-    /// As placed.
+    /// As placed, less any cancelled line.
     async fn total(&self) -> Option<Money> {
         self.money("total_minor")
     }

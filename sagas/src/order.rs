@@ -48,7 +48,7 @@ use domain::timer::{Timer, TimerCommand, TimerError};
 use event_schemas::delivery::DeliveryEvent;
 use event_schemas::inventory::{ColdChain, InventoryBatchEvent, ReleaseReason, WriteOffReason};
 use event_schemas::order::{
-    Allocation, CancellationReason, OrderEvent, OrderPlaced, PaymentMethod, RefundReason,
+    Allocation, CancellationReason, OrderEvent, OrderLine, OrderPlaced, PaymentMethod, RefundReason,
 };
 use event_schemas::payment::PaymentEvent;
 use event_schemas::timer::{TimerEvent, TimerKind};
@@ -355,7 +355,7 @@ impl OrderSaga {
                 event.global_position
             )
         })?;
-        let allocations = match self.allocate(placed, None, meta).await? {
+        let allocations = match self.allocate(placed, &placed.lines, None, meta).await? {
             Allocated::Ok(a) => a,
             Allocated::Short { sku, wanted, found } => {
                 self.release_all(placed, None, ReleaseReason::AllocationFailed, meta)
@@ -540,7 +540,7 @@ impl OrderSaga {
             .collect())
     }
 
-    /// Allocates every line of `placed` FEFO, reserving on each batch.
+    /// Allocates `lines` of `placed` FEFO, reserving on each batch.
     /// Starts from what the order already holds (a step run again after a
     /// crash completes its plan); `avoid` is a batch not to hold stock on
     /// (one that expired). Stale candidates cost a re-plan, never an
@@ -548,6 +548,7 @@ impl OrderSaga {
     async fn allocate(
         &self,
         placed: &OrderPlaced,
+        lines: &[OrderLine],
         avoid: Option<BatchId>,
         meta: &EventMetadata,
     ) -> Result<Allocated, HandlerError> {
@@ -555,7 +556,7 @@ impl OrderSaga {
         let deliver_by = placed.delivery_slot.ends_at();
         let now = self.clock.now();
         let mut all = Vec::new();
-        for line in &placed.lines {
+        for line in lines {
             let ids = self.batches_of(placed, &line.sku).await?;
             let mut attempt = 0;
             let (mut held, expiry) = loop {
@@ -1071,7 +1072,8 @@ impl OrderSaga {
                         .await?;
                     return Ok(None);
                 };
-                match self.allocate(&placed, Some(batch_id), &meta).await? {
+                let open: Vec<OrderLine> = order.open_lines().cloned().collect();
+                match self.allocate(&placed, &open, Some(batch_id), &meta).await? {
                     Allocated::Ok(allocations) => {
                         self.release(order_id, batch_id, ReleaseReason::BatchExpired, &meta)
                             .await?;
@@ -1096,9 +1098,52 @@ impl OrderSaga {
                         let note = format!(
                             "batch {batch_id} expired; {sku}: only {found} of {wanted} elsewhere"
                         );
-                        self.cancel(order_id, CancellationReason::BatchExpired, &note, &meta)
-                            .await?;
-                        Ok(None)
+                        if open.len() == 1 {
+                            self.cancel(order_id, CancellationReason::BatchExpired, &note, &meta)
+                                .await?;
+                            return Ok(None);
+                        }
+                        // The order goes on without the line: its stock
+                        // goes back, a paid line is refunded.
+                        for id in self.batches_of(&placed, &sku).await? {
+                            self.release(order_id, id, ReleaseReason::BatchExpired, &meta)
+                                .await?;
+                        }
+                        let r = self
+                            .orders
+                            .execute(
+                                &order_id.to_string(),
+                                OC::CancelLine {
+                                    sku: sku.clone(),
+                                    reason: CancellationReason::BatchExpired,
+                                    note: Some(text(&note)),
+                                },
+                                &meta,
+                            )
+                            .await;
+                        done(r, |e| matches!(e, OrderError::NoSuchLine(_)))?;
+                        let rest: Vec<Allocation> = order
+                            .allocations()
+                            .iter()
+                            .filter(|a| a.sku != sku)
+                            .cloned()
+                            .collect();
+                        let r = self
+                            .orders
+                            .execute(
+                                &order_id.to_string(),
+                                OC::ConfirmAllocation {
+                                    allocations: rest.clone(),
+                                },
+                                &meta,
+                            )
+                            .await;
+                        done(r, |e| matches!(e, OrderError::IllegalTransition { .. }))?;
+                        let phase = self
+                            .state(order_id)
+                            .await?
+                            .map_or(Phase::ReadyToPack, |s| s.phase);
+                        Ok(Some((phase, Some(rest))))
                     }
                 }
             })

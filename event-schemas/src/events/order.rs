@@ -137,6 +137,23 @@ pub struct OrderCancelled {
     pub note: Option<Note>,
 }
 
+/// One line of an order was cancelled before packing, and the order goes on
+/// with the others (its stock expired and no other batch could cover it).
+/// The order's total no longer counts the line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OrderLineCancelled {
+    pub sku: Sku,
+    /// The line's price as placed, which the order's total no longer counts.
+    pub price: Money,
+    pub reason: CancellationReason,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<Note>,
+    /// What goes back to the customer for the line, when it was paid for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refund: Option<Money>,
+}
+
 /// Why money goes back to the customer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -165,6 +182,7 @@ event_enum! {
         OrderDelivered = "1.0",
         OrderCancelled = "1.0",
         RefundRequested = "1.0",
+        OrderLineCancelled = "1.0",
     }
 }
 
