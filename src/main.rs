@@ -133,6 +133,10 @@ struct SagaArgs {
     /// The simulated gateway's latency per call, in milliseconds [default: 0].
     #[arg(long, env = "FRESHLEDGER_GATEWAY_LATENCY_MS")]
     gateway_latency_ms: Option<u64>,
+    /// Run the order saga as this many concurrent shards (orders spread by
+    /// id; each shard a subscription of its own) [default: 4].
+    #[arg(long, env = "FRESHLEDGER_SAGA_SHARDS", value_parser = clap::value_parser!(u32).range(1..=64))]
+    saga_shards: Option<u32>,
 }
 
 /// The optional configuration file.
@@ -150,6 +154,7 @@ struct FileConfig {
     shelf_life_margin_hours: Option<u32>,
     gateway_outcome: Option<String>,
     gateway_latency_ms: Option<u64>,
+    saga_shards: Option<u32>,
 }
 
 fn file_config(path: &Option<PathBuf>) -> Result<FileConfig, String> {
@@ -186,6 +191,7 @@ async fn open_store(cli: &Cli, file: &FileConfig) -> Result<Store, String> {
 /// The order saga's settings (flag > env > file > default); `None` when it
 /// is switched off.
 struct SagaSettings {
+    shards: u32,
     config: sagas::order::SagaConfig,
     outcome: sagas::gateway::Outcome,
     latency: Duration,
@@ -209,6 +215,11 @@ fn saga_settings(args: &SagaArgs, file: &FileConfig) -> Result<Option<SagaSettin
         .or(file.shelf_life_margin_hours)
         .unwrap_or(24);
     Ok(Some(SagaSettings {
+        shards: args
+            .saga_shards
+            .or(file.saga_shards)
+            .unwrap_or(4)
+            .clamp(1, 64),
         config: sagas::order::SagaConfig {
             reservation_hold: chrono::Duration::minutes(minutes as i64),
             shelf_life_margin: chrono::Duration::hours(hours as i64),
@@ -225,17 +236,17 @@ fn saga_settings(args: &SagaArgs, file: &FileConfig) -> Result<Option<SagaSettin
 
 /// Runs a reactor subscription until `stop`, restarting it after errors.
 fn spawn_reactor(
-    name: &'static str,
+    name: String,
     store: &Store,
     reactor: Arc<dyn store::Reactor>,
     stop: tokio_util::sync::CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let store = store.clone();
     tokio::spawn(async move {
-        let sub = store::Subscription::reactor(name, &store, reactor);
+        let sub = store::Subscription::reactor(name.clone(), &store, reactor);
         while !stop.is_cancelled() {
             if let Err(e) = sub.run(stop.clone()).await {
-                tracing::error!(subscription = name, error = %e, "stopped; restarting");
+                tracing::error!(subscription = %name, error = %e, "stopped; restarting");
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
@@ -261,25 +272,34 @@ fn spawn_process_managers(
         timers: timers.clone(),
         warn_before,
     });
-    let mut workers = vec![spawn_reactor("spoilage", &store, spoilage, stop.clone())];
+    let mut workers = vec![spawn_reactor(
+        "spoilage".into(),
+        &store,
+        spoilage,
+        stop.clone(),
+    )];
     if let Some(s) = saga {
-        let saga = sagas::order::OrderSaga::new(
-            &store,
-            state.orders.clone(),
-            state.batches.clone(),
-            state.payments.clone(),
-            state.deliveries.clone(),
-            timers.clone(),
-            Arc::new(sagas::gateway::SimulatedGateway::new(s.outcome, s.latency)),
-            state.clock.clone(),
-            s.config,
-        );
-        workers.push(spawn_reactor(
-            sagas::order::SUBSCRIPTION,
-            &store,
-            Arc::new(saga),
-            stop.clone(),
-        ));
+        let gateway = Arc::new(sagas::gateway::SimulatedGateway::new(s.outcome, s.latency));
+        for shard in 0..s.shards {
+            let saga = sagas::order::OrderSaga::new(
+                &store,
+                state.orders.clone(),
+                state.batches.clone(),
+                state.payments.clone(),
+                state.deliveries.clone(),
+                timers.clone(),
+                gateway.clone(),
+                state.clock.clone(),
+                s.config.clone(),
+            )
+            .sharded(shard, s.shards);
+            workers.push(spawn_reactor(
+                sagas::order::subscription_name(shard),
+                &store,
+                Arc::new(saga),
+                stop.clone(),
+            ));
+        }
     }
     workers.push(tokio::spawn(sagas::timers::run(
         store,

@@ -257,10 +257,21 @@ pub async fn checksum(store: &Store, model: Model) -> Result<String, StoreError>
 /// Waits until every model has applied the log up to `position`, or
 /// `timeout` passes (then returns the lowest position reached as an error).
 pub async fn wait_for(store: &Store, position: u64, timeout: Duration) -> Result<(), u64> {
+    wait_for_models(store, &Model::ALL, position, timeout).await
+}
+
+/// [`wait_for`], for some models only (a process manager waits only for
+/// the read model it reads).
+pub async fn wait_for_models(
+    store: &Store,
+    models: &[Model],
+    position: u64,
+    timeout: Duration,
+) -> Result<(), u64> {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut delay = Duration::from_millis(1);
     loop {
-        let lowest = lowest_checkpoint(store).await.unwrap_or(0);
+        let lowest = lowest_checkpoint(store, models).await.unwrap_or(0);
         if lowest >= position {
             return Ok(());
         }
@@ -272,9 +283,9 @@ pub async fn wait_for(store: &Store, position: u64, timeout: Duration) -> Result
     }
 }
 
-async fn lowest_checkpoint(store: &Store) -> Result<u64, StoreError> {
+async fn lowest_checkpoint(store: &Store, models: &[Model]) -> Result<u64, StoreError> {
     let all = store.subscriptions().await?;
-    Ok(Model::ALL
+    Ok(models
         .iter()
         .map(|m| {
             all.iter()

@@ -157,6 +157,18 @@ pub struct OrderSaga {
     pub config: SagaConfig,
     /// States decided by `react` and not yet committed by `settle`.
     pending: Mutex<HashMap<OrderId, SagaState>>,
+    /// This instance handles the orders whose id falls in `shard` of
+    /// `shards` (each shard is its own subscription, run concurrently).
+    shard: u32,
+    shards: u32,
+}
+
+/// The subscription of shard `i`: `order-saga`, then `order-saga-1`, ….
+pub fn subscription_name(shard: u32) -> String {
+    match shard {
+        0 => SUBSCRIPTION.to_string(),
+        i => format!("{SUBSCRIPTION}-{i}"),
+    }
 }
 
 fn fail<E: std::error::Error + Send + Sync + 'static>(e: CommandError<E>) -> HandlerError {
@@ -208,7 +220,22 @@ impl OrderSaga {
             clock,
             config,
             pending: Mutex::new(HashMap::new()),
+            shard: 0,
+            shards: 1,
         }
+    }
+
+    /// This instance serves shard `shard` of `shards` (orders are spread
+    /// by id; every order belongs to exactly one shard).
+    pub fn sharded(mut self, shard: u32, shards: u32) -> Self {
+        assert!(shard < shards, "shard {shard} of {shards}");
+        self.shard = shard;
+        self.shards = shards;
+        self
+    }
+
+    fn mine(&self, order: OrderId) -> bool {
+        (order.as_uuid().as_u128() % self.shards as u128) as u32 == self.shard
     }
 
     /// The order, at least as recent as `event` when the event is its own.
@@ -257,6 +284,9 @@ impl OrderSaga {
             Output = Result<Option<(Phase, Option<Vec<Allocation>>)>, HandlerError>,
         >,
     ) -> Result<(), HandlerError> {
+        if !self.mine(order) {
+            return Ok(());
+        }
         let before = self.state(order).await?;
         if before
             .as_ref()
@@ -343,8 +373,9 @@ impl OrderSaga {
     ) -> Result<Option<Vec<Allocation>>, HandlerError> {
         // Candidates come from the stock read model: it must have seen every
         // batch received before the order.
-        projections::wait_for(
+        projections::wait_for_models(
             &self.store,
+            &[projections::models::Model::Stock],
             event.global_position,
             self.config.read_model_patience,
         )

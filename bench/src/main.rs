@@ -1,0 +1,554 @@
+//! `freshledger-bench`: a load generator for the real server.
+//!
+//! It creates a fresh database (a SQLite file, or a Postgres database it
+//! drops afterwards), starts the `freshledger` binary on it, seeds a
+//! catalogue and stock, and drives whole order lifecycles over HTTP with K
+//! concurrent clients. It reports commands/s, events/s, orders/s, command
+//! latency p50/p95/p99, projection lag p50/p99, the rate of a full
+//! read-model rebuild, the server's peak memory, and a raw-database
+//! baseline (plain INSERTs of event-sized rows at the same concurrency, and
+//! COPY on Postgres) to put the event rate in proportion.
+//!
+//! Modes:
+//! - `manual` (the default): the saga is off and each client sends the 15
+//!   commands of a lifecycle itself (place, reserve, allocate, open the
+//!   payment, authorized, paid, pick, pack, delivery, rider, pick-up, ship,
+//!   hand-over, delivered, captured).
+//! - `saga`: clients only place orders; the order saga reserves, takes
+//!   payment and marks them paid. Reports placed-and-paid orders/s.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use serde_json::{json, Value};
+use sqlx::Connection;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Mode {
+    Manual,
+    Saga,
+}
+
+/// Drive the real freshledger server and measure it.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    #[arg(long, value_enum, default_value = "sqlite")]
+    backend: Backend,
+    #[arg(long, value_enum, default_value = "manual")]
+    mode: Mode,
+    /// Concurrent clients.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// Orders to run through their lifecycle.
+    #[arg(long, default_value_t = 1_000)]
+    orders: usize,
+    /// The server binary [default: `freshledger` next to this one].
+    #[arg(long)]
+    server: Option<std::path::PathBuf>,
+    /// Skip the raw-database baseline.
+    #[arg(long)]
+    no_baseline: bool,
+}
+
+const SKUS: usize = 20;
+const BATCHES_PER_SKU: usize = 5;
+
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(bin: &std::path::Path, db: &str, saga: bool) -> Server {
+        use std::io::{BufRead, BufReader};
+        let mut child = Command::new(bin)
+            .args(["--database-url", db, "--max-connections", "32", "serve"])
+            .args(["--listen", "127.0.0.1:0", "--demo-data", "false"])
+            .args(["--order-saga", if saga { "true" } else { "false" }])
+            .env("FRESHLEDGER_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e}", bin.display()));
+        let mut lines = BufReader::new(child.stdout.take().expect("piped")).lines();
+        let url = loop {
+            let line = lines
+                .next()
+                .expect("the server exited")
+                .expect("its output");
+            if let Some(u) = line.strip_prefix("freshledger listening on ") {
+                break u.to_string();
+            }
+        };
+        Server { child, url }
+    }
+
+    /// Peak resident memory so far (Linux: VmHWM), in KiB.
+    fn peak_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    fn stop(mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+#[derive(Clone)]
+struct Client {
+    http: reqwest::Client,
+    url: String,
+    latencies: Arc<Mutex<Vec<Duration>>>,
+}
+
+impl Client {
+    async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> Value {
+        let started = Instant::now();
+        let r = self
+            .http
+            .request(method, format!("{}{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = r.status();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        self.latencies.lock().unwrap().push(started.elapsed());
+        assert!(status.is_success(), "{path}: {status} {v}");
+        v
+    }
+
+    async fn post(&self, path: &str, body: Value) -> String {
+        let v = self.send(reqwest::Method::POST, path, body).await;
+        v["stream_id"].as_str().unwrap_or_default().to_string()
+    }
+
+    async fn get(&self, path: &str) -> Value {
+        let r = self.http.get(format!("{}{path}", self.url)).send().await;
+        r.expect("GET").json().await.expect("JSON")
+    }
+}
+
+fn eur(minor: i64) -> Value {
+    json!({"amount_minor": minor, "currency": "EUR"})
+}
+
+fn unit(n: u64) -> Value {
+    json!({"uom": "unit", "amount": n})
+}
+
+/// 20 products, each with 5 batches of 1,000,000 units.
+async fn seed(c: &Client) -> Vec<(String, Vec<String>)> {
+    let mut stock = Vec::new();
+    for i in 0..SKUS {
+        let sku = format!("BEN-{i:03}");
+        c.send(
+            reqwest::Method::PUT,
+            &format!("/api/v1/products/{sku}"),
+            json!({"name": format!("Bench product {i}"), "categories": ["fruit"], "origin": "DE",
+                   "per": "per_unit", "price": eur(100)}),
+        )
+        .await;
+        let mut batches = Vec::new();
+        for b in 0..BATCHES_PER_SKU {
+            batches.push(
+                c.post(
+                    "/api/v1/batches",
+                    json!({"sku": sku, "warehouse_id": "WH-BER-1", "supplier_id": "SUP-BENCH",
+                           "quantity": unit(1_000_000),
+                           "expires_at": chrono::Utc::now() + chrono::Duration::days(10 + b as i64),
+                           "procurement_cost": eur(100_000), "cold_chain": "ambient"}),
+                )
+                .await,
+            );
+        }
+        stock.push((sku, batches));
+    }
+    stock
+}
+
+fn order_body(sku: &str) -> Value {
+    let start = chrono::Utc::now() + chrono::Duration::days(1);
+    json!({
+        "customer_id": uuid::Uuid::now_v7(), "warehouse_id": "WH-BER-1",
+        "lines": [{"sku": sku, "quantity": unit(1)}],
+        "delivery_slot": {"starts_at": start, "ends_at": start + chrono::Duration::hours(2)},
+        "delivery_address": {"recipient": "Bench", "line1": "Street 1", "city": "Berlin",
+                             "postal_code": "10115", "country": "DE"},
+        "payment_method": "card"
+    })
+}
+
+/// One order, placed to captured, by hand: 15 commands.
+async fn lifecycle(c: &Client, sku: &str, batch: &str) {
+    let rider = uuid::Uuid::now_v7();
+    let oid = c.post("/api/v1/orders", order_body(sku)).await;
+    let o = |p: &str| format!("/api/v1/orders/{oid}/{p}");
+    c.post(
+        &format!("/api/v1/batches/{batch}/reservations"),
+        json!({"order_id": oid, "quantity": unit(1)}),
+    )
+    .await;
+    c.post(
+        &o("allocation"),
+        json!({"allocations": [{"sku": sku, "batch_id": batch, "quantity": unit(1)}]}),
+    )
+    .await;
+    let pid = c
+        .post("/api/v1/payments", json!({"order_id": oid, "method": "card", "gateway": "simulated", "amount_due": eur(100)}))
+        .await;
+    let gw = format!("/api/v1/payments/{pid}/gateway-events");
+    c.post(
+        &gw,
+        json!({"type": "authorized", "amount": eur(100), "gateway_reference": "auth_bench"}),
+    )
+    .await;
+    c.post(
+        &o("payment"),
+        json!({"payment_id": pid, "amount": eur(100)}),
+    )
+    .await;
+    c.post(
+        &format!("/api/v1/batches/{batch}/picks"),
+        json!({"order_id": oid, "quantity": unit(1)}),
+    )
+    .await;
+    c.post(
+        &o("pack"),
+        json!({"lines": [{"sku": sku, "packed_quantity": unit(1)}]}),
+    )
+    .await;
+    let start = chrono::Utc::now() + chrono::Duration::days(1);
+    let did = c
+        .post("/api/v1/deliveries", json!({"order_id": oid,
+            "slot": {"starts_at": start, "ends_at": start + chrono::Duration::hours(2)},
+            "address": {"recipient": "Bench", "line1": "Street 1", "city": "Berlin", "postal_code": "10115", "country": "DE"},
+            "cold_chain": false}))
+        .await;
+    let d = |p: &str| format!("/api/v1/deliveries/{did}/{p}");
+    c.post(&d("rider"), json!({"rider_id": rider})).await;
+    c.post(&d("pickup"), json!({"rider_id": rider})).await;
+    c.post(&o("ship"), json!({"delivery_id": did})).await;
+    c.post(
+        &d("complete"),
+        json!({"proof": {"kind": "signature", "signed_by": "Bench"}}),
+    )
+    .await;
+    c.post(&o("deliver"), json!({"delivery_id": did})).await;
+    c.post(
+        &gw,
+        json!({"type": "captured", "amount": eur(100), "gateway_reference": "ch_bench"}),
+    )
+    .await;
+}
+
+/// The log's head, event count, and the lowest read-model checkpoint.
+async fn log_state(c: &Client) -> (u64, u64, u64) {
+    let s = c.get("/api/v1/log").await;
+    let models = ["orders", "stock", "deliveries", "payments", "timers"];
+    let lowest = s["subscriptions"]
+        .as_array()
+        .expect("subscriptions")
+        .iter()
+        .filter(|x| models.contains(&x["name"].as_str().unwrap_or_default()))
+        .map(|x| x["position"].as_u64().unwrap_or(0))
+        .min()
+        .unwrap_or(0);
+    (
+        s["head_position"].as_u64().unwrap_or(0),
+        s["event_count"].as_u64().unwrap_or(0),
+        lowest,
+    )
+}
+
+/// Samples projection lag until `stop`: note the head now, then time how
+/// long until every read model has applied it.
+async fn probe_lag(c: Client, stop: Arc<std::sync::atomic::AtomicBool>) -> Vec<Duration> {
+    let mut lags = Vec::new();
+    while !stop.load(Ordering::Relaxed) {
+        let t = Instant::now();
+        let (head, _, _) = log_state(&c).await;
+        loop {
+            let (_, _, lowest) = log_state(&c).await;
+            if lowest >= head {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        lags.push(t.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    lags
+}
+
+fn pct(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1_000.0
+}
+
+/// Rows/s of plain INSERTs of event-sized rows at `clients` concurrency
+/// (and, on Postgres, of one COPY of as many rows).
+async fn baseline(url: &str, backend: Backend, clients: usize, rows: usize) -> (f64, Option<f64>) {
+    let payload = "x".repeat(600);
+    let per = rows / clients.max(1);
+    match backend {
+        Backend::Postgres => {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(clients as u32)
+                .connect(url)
+                .await
+                .expect("baseline connect");
+            sqlx::query("CREATE TABLE bench_raw (id BIGSERIAL PRIMARY KEY, stream TEXT NOT NULL, seq BIGINT NOT NULL, payload TEXT NOT NULL, UNIQUE (stream, seq))")
+                .execute(&pool).await.expect("baseline table");
+            let started = Instant::now();
+            let mut tasks = Vec::new();
+            for c in 0..clients {
+                let (pool, payload) = (pool.clone(), payload.clone());
+                tasks.push(tokio::spawn(async move {
+                    for i in 0..per {
+                        sqlx::query(
+                            "INSERT INTO bench_raw (stream, seq, payload) VALUES ($1, $2, $3)",
+                        )
+                        .bind(format!("s{c}-{}", i / 10))
+                        .bind((i % 10) as i64)
+                        .bind(&payload)
+                        .execute(&pool)
+                        .await
+                        .expect("insert");
+                    }
+                }));
+            }
+            for t in tasks {
+                t.await.expect("insert task");
+            }
+            let insert = (per * clients) as f64 / started.elapsed().as_secs_f64();
+            let mut conn = pool.acquire().await.expect("conn");
+            let started = Instant::now();
+            let mut copy = conn
+                .copy_in_raw("COPY bench_raw (stream, seq, payload) FROM STDIN")
+                .await
+                .expect("copy");
+            let mut data = String::new();
+            for i in 0..rows {
+                data.push_str(&format!("c{}\t{}\t{payload}\n", i / 10, i % 10));
+            }
+            copy.send(data.as_bytes()).await.expect("copy data");
+            copy.finish().await.expect("copy finish");
+            let copy_rate = rows as f64 / started.elapsed().as_secs_f64();
+            (insert, Some(copy_rate))
+        }
+        Backend::Sqlite => {
+            let path = url.trim_start_matches("sqlite://");
+            let raw = format!("{path}.raw");
+            let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{raw}?mode=rwc"))
+                .await
+                .expect("baseline sqlite");
+            for pragma in ["PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL"] {
+                sqlx::query(pragma)
+                    .execute(&mut conn)
+                    .await
+                    .expect("pragma");
+            }
+            sqlx::query("CREATE TABLE bench_raw (id INTEGER PRIMARY KEY, stream TEXT NOT NULL, seq INTEGER NOT NULL, payload TEXT NOT NULL, UNIQUE (stream, seq))")
+                .execute(&mut conn).await.expect("baseline table");
+            // One writer, one row per transaction: what a command commits.
+            let started = Instant::now();
+            for i in 0..rows {
+                sqlx::query("INSERT INTO bench_raw (stream, seq, payload) VALUES (?, ?, ?)")
+                    .bind(format!("s{}", i / 10))
+                    .bind((i % 10) as i64)
+                    .bind(&payload)
+                    .execute(&mut conn)
+                    .await
+                    .expect("insert");
+            }
+            let rate = rows as f64 / started.elapsed().as_secs_f64();
+            let _ = std::fs::remove_file(&raw);
+            (rate, None)
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let server_bin = args.server.clone().unwrap_or_else(|| {
+        let me = std::env::current_exe().expect("own path");
+        me.with_file_name(format!("freshledger{}", std::env::consts::EXE_SUFFIX))
+    });
+    assert!(
+        server_bin.exists(),
+        "no server binary at {} (build it: cargo build --release --workspace, or pass --server)",
+        server_bin.display()
+    );
+    let kind = match args.backend {
+        Backend::Sqlite => testkit::Kind::Sqlite,
+        Backend::Postgres => testkit::Kind::Postgres,
+    };
+    let db = testkit::TestDb::new(kind, "bench").await;
+    let server = Server::start(&server_bin, &db.url, args.mode == Mode::Saga);
+    let client = Client {
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(args.clients * 2)
+            .build()
+            .expect("HTTP client"),
+        url: server.url.clone(),
+        latencies: Arc::new(Mutex::new(Vec::new())),
+    };
+    let stock = Arc::new(seed(&client).await);
+    client.latencies.lock().unwrap().clear();
+    let (_, events_before, _) = log_state(&client).await;
+
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let prober = tokio::spawn(probe_lag(client.clone(), stop.clone()));
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..args.clients {
+        let (c, next, stock, n, mode) = (
+            client.clone(),
+            next.clone(),
+            stock.clone(),
+            args.orders,
+            args.mode,
+        );
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    break;
+                }
+                let (sku, batches) = &stock[i % SKUS];
+                match mode {
+                    Mode::Manual => {
+                        lifecycle(&c, sku, &batches[(i / SKUS) % BATCHES_PER_SKU]).await
+                    }
+                    Mode::Saga => {
+                        c.post("/api/v1/orders", order_body(sku)).await;
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.expect("client");
+    }
+    let sent = started.elapsed();
+    // Saga mode: orders count once the saga has paid them (the log settles).
+    let mut settled = sent;
+    if args.mode == Mode::Saga {
+        loop {
+            let s = client.get("/api/v1/log").await;
+            let head = s["head_position"].as_u64().unwrap_or(0);
+            let all = s["subscriptions"].as_array().expect("subscriptions");
+            if all.iter().all(|x| x["position"].as_u64() == Some(head)) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        settled = started.elapsed();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let mut lags = prober.await.expect("prober");
+    let (_, events_after, _) = log_state(&client).await;
+    let mut lat = client.latencies.lock().unwrap().clone();
+    lat.sort();
+    lags.sort();
+    let peak = server.peak_kib();
+    let events = events_after - events_before;
+
+    // A full rebuild of every read model, while the server keeps serving.
+    let rebuild_started = Instant::now();
+    let out = Command::new(&server_bin)
+        .args(["--database-url", &db.url, "projections", "rebuild"])
+        .env("FRESHLEDGER_LOG", "warn")
+        .output()
+        .expect("rebuild");
+    assert!(
+        out.status.success(),
+        "rebuild: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rebuild = rebuild_started.elapsed();
+    // Five models, each replaying the whole log.
+    let rebuild_rate = 5.0 * events_after as f64 / rebuild.as_secs_f64();
+    server.stop();
+
+    let commands = lat.len();
+    let secs = sent.as_secs_f64();
+    println!(
+        "backend {:?}, mode {:?}, {} clients, {} orders",
+        args.backend, args.mode, args.clients, args.orders
+    );
+    println!(
+        "commands            {commands} in {secs:.2} s: {:.0} commands/s",
+        commands as f64 / secs
+    );
+    println!(
+        "events              {events}: {:.0} events/s",
+        events as f64 / settled.as_secs_f64()
+    );
+    match args.mode {
+        Mode::Manual => println!(
+            "orders              {:.0} lifecycles/s (15 commands each)",
+            args.orders as f64 / secs
+        ),
+        Mode::Saga => println!(
+            "orders              {:.0} placed-and-paid orders/s (paid by the saga)",
+            args.orders as f64 / settled.as_secs_f64()
+        ),
+    }
+    println!(
+        "command latency     p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms",
+        pct(&lat, 0.5),
+        pct(&lat, 0.95),
+        pct(&lat, 0.99)
+    );
+    println!(
+        "projection lag      p50 {:.1} ms, p99 {:.1} ms ({} samples)",
+        pct(&lags, 0.5),
+        pct(&lags, 0.99),
+        lags.len()
+    );
+    println!("rebuild             {events_after} events x 5 models in {:.2} s: {rebuild_rate:.0} events/s", rebuild.as_secs_f64());
+    match peak {
+        Some(k) => println!("server peak memory  {:.1} MiB", k as f64 / 1024.0),
+        None => println!("server peak memory  unknown (no /proc)"),
+    }
+    if !args.no_baseline {
+        let rows = events.clamp(1_000, 50_000) as usize;
+        let (insert, copy) = baseline(&db.url, args.backend, args.clients, rows).await;
+        let ours = events as f64 / settled.as_secs_f64();
+        println!(
+            "baseline            raw INSERT {insert:.0} rows/s at {} clients: ours is {:.2}x",
+            args.clients,
+            ours / insert
+        );
+        if let Some(copy) = copy {
+            println!(
+                "baseline            raw COPY {copy:.0} rows/s: ours is {:.2}x",
+                ours / copy
+            );
+        }
+    }
+    db.remove().await;
+}
