@@ -1079,6 +1079,32 @@ impl OrderSaga {
         Ok(Some((Phase::Completed, None)))
     }
 
+    /// Confirms an order's new allocation (unless it has moved on) and
+    /// keeps its phase.
+    async fn reconfirm(
+        &self,
+        order_id: OrderId,
+        allocations: Vec<Allocation>,
+        meta: &EventMetadata,
+    ) -> Result<Option<(Phase, Option<Vec<Allocation>>)>, HandlerError> {
+        let r = self
+            .orders
+            .execute(
+                &order_id.to_string(),
+                OC::ConfirmAllocation {
+                    allocations: allocations.clone(),
+                },
+                meta,
+            )
+            .await;
+        done(r, |e| matches!(e, OrderError::IllegalTransition { .. }))?;
+        let phase = self
+            .state(order_id)
+            .await?
+            .map_or(Phase::ReadyToPack, |s| s.phase);
+        Ok(Some((phase, Some(allocations))))
+    }
+
     /// Each open reservation on an expired batch moves to other batches,
     /// or its order is cancelled.
     async fn on_batch_expired(&self, event: &RecordedEvent) -> Result<(), HandlerError> {
@@ -1108,22 +1134,7 @@ impl OrderSaga {
                     Allocated::Ok(allocations) => {
                         self.release(order_id, batch_id, ReleaseReason::BatchExpired, &meta)
                             .await?;
-                        let r = self
-                            .orders
-                            .execute(
-                                &order_id.to_string(),
-                                OC::ConfirmAllocation {
-                                    allocations: allocations.clone(),
-                                },
-                                &meta,
-                            )
-                            .await;
-                        done(r, |e| matches!(e, OrderError::IllegalTransition { .. }))?;
-                        let phase = self
-                            .state(order_id)
-                            .await?
-                            .map_or(Phase::ReadyToPack, |s| s.phase);
-                        Ok(Some((phase, Some(allocations))))
+                        self.reconfirm(order_id, allocations, &meta).await
                     }
                     Allocated::Short { sku, wanted, found } => {
                         let note = format!(
@@ -1159,22 +1170,7 @@ impl OrderSaga {
                             .filter(|a| a.sku != sku)
                             .cloned()
                             .collect();
-                        let r = self
-                            .orders
-                            .execute(
-                                &order_id.to_string(),
-                                OC::ConfirmAllocation {
-                                    allocations: rest.clone(),
-                                },
-                                &meta,
-                            )
-                            .await;
-                        done(r, |e| matches!(e, OrderError::IllegalTransition { .. }))?;
-                        let phase = self
-                            .state(order_id)
-                            .await?
-                            .map_or(Phase::ReadyToPack, |s| s.phase);
-                        Ok(Some((phase, Some(rest))))
+                        self.reconfirm(order_id, rest, &meta).await
                     }
                 }
             })
