@@ -169,10 +169,20 @@ impl SimulatedGateway {
         format!("{prefix}_{}_{:08}", self.epoch, s.next)
     }
 
-    /// Whether `reference` was issued by an earlier process (see the type's
-    /// documentation).
-    fn foreign(&self, reference: &str) -> bool {
-        !reference.contains(&format!("_{}_", self.epoch))
+    /// The bookkeeping of `reference` (a hold or a capture: amount, and
+    /// what was taken from it). One an earlier process issued is taken on
+    /// trust at `amount` (see the type's documentation).
+    fn entry<'a>(
+        &self,
+        book: &'a mut HashMap<String, (Money, i64)>,
+        reference: &str,
+        amount: Money,
+    ) -> Option<&'a (Money, i64)> {
+        let foreign = !reference.contains(&format!("_{}_", self.epoch));
+        if foreign && !book.contains_key(reference) {
+            book.insert(reference.to_string(), (amount, 0));
+        }
+        book.get(reference)
     }
 }
 
@@ -206,12 +216,12 @@ impl PaymentGateway for SimulatedGateway {
         amount: Money,
     ) -> Result<Capture, GatewayError> {
         self.answer(key, |s| {
-            if self.foreign(authorization) && !s.holds.contains_key(authorization) {
-                s.holds.insert(authorization.to_string(), (amount, 0));
-            }
-            let (held, taken) = *s.holds.get(authorization).ok_or_else(|| {
-                GatewayError::Invalid(format!("no authorization {authorization}"))
-            })?;
+            let (held, taken) =
+                *self
+                    .entry(&mut s.holds, authorization, amount)
+                    .ok_or_else(|| {
+                        GatewayError::Invalid(format!("no authorization {authorization}"))
+                    })?;
             if amount.currency() != held.currency()
                 || taken + amount.amount_minor() > held.amount_minor()
             {
@@ -238,12 +248,8 @@ impl PaymentGateway for SimulatedGateway {
         amount: Money,
     ) -> Result<Refund, GatewayError> {
         self.answer(key, |s| {
-            if self.foreign(capture) && !s.captures.contains_key(capture) {
-                s.captures.insert(capture.to_string(), (amount, 0));
-            }
-            let (captured, refunded) = *s
-                .captures
-                .get(capture)
+            let (captured, refunded) = *self
+                .entry(&mut s.captures, capture, amount)
                 .ok_or_else(|| GatewayError::Invalid(format!("no capture {capture}")))?;
             if amount.currency() != captured.currency()
                 || refunded + amount.amount_minor() > captured.amount_minor()
@@ -267,12 +273,12 @@ impl PaymentGateway for SimulatedGateway {
         amount: Money,
     ) -> Result<Void, GatewayError> {
         self.answer(key, |s| {
-            if self.foreign(authorization) && !s.holds.contains_key(authorization) {
-                s.holds.insert(authorization.to_string(), (amount, 0));
-            }
-            let (held, taken) = *s.holds.get(authorization).ok_or_else(|| {
-                GatewayError::Invalid(format!("no authorization {authorization}"))
-            })?;
+            let (held, taken) =
+                *self
+                    .entry(&mut s.holds, authorization, amount)
+                    .ok_or_else(|| {
+                        GatewayError::Invalid(format!("no authorization {authorization}"))
+                    })?;
             if taken > 0 {
                 return Err(GatewayError::Invalid(
                     "money was captured; refund instead".into(),
