@@ -26,21 +26,18 @@ pub async fn fire_due(
     clock: &dyn Clock,
 ) -> Result<(usize, Option<String>), StoreError> {
     let now = projections::models::ts(&clock.now());
+    // Only what is due (the index on (status, due_at) serves both queries):
+    // this runs on every wake-up, and most find nothing to do.
+    const BATCH: usize = 500;
     let due = fetch(
         store,
-        "SELECT timer_id, due_at FROM rm_timers WHERE status = 'scheduled' ORDER BY due_at LIMIT 500",
-        &[],
+        "SELECT timer_id FROM rm_timers WHERE status = 'scheduled' AND due_at <= ? ORDER BY due_at LIMIT 500",
+        &[now.as_str().into()],
     )
     .await?;
     let mut fired = 0;
     for row in &due {
-        let (id, at) = (
-            row["timer_id"].as_str().unwrap_or_default(),
-            row["due_at"].as_str().unwrap_or_default(),
-        );
-        if at > now.as_str() {
-            return Ok((fired, Some(at.to_string())));
-        }
+        let id = row["timer_id"].as_str().unwrap_or_default();
         let meta = EventMetadata {
             occurred_at: clock.now(),
             correlation_id: Uuid::parse_str(id).unwrap_or_else(|_| Uuid::now_v7()),
@@ -58,7 +55,22 @@ pub async fn fire_due(
             Err(CommandError::Store(e)) => return Err(e),
         }
     }
-    Ok((fired, None))
+    if due.len() == BATCH {
+        // More may be due already.
+        return Ok((fired, Some(now)));
+    }
+    let next = fetch(
+        store,
+        "SELECT due_at FROM rm_timers WHERE status = 'scheduled' AND due_at > ? ORDER BY due_at LIMIT 1",
+        &[now.as_str().into()],
+    )
+    .await?;
+    Ok((
+        fired,
+        next.first()
+            .and_then(|r| r["due_at"].as_str())
+            .map(str::to_string),
+    ))
 }
 
 /// Runs the scheduler until `stop`: fire what is due, then sleep until the
@@ -75,9 +87,14 @@ pub async fn run(
     while !stop.is_cancelled() {
         wake.borrow_and_update();
         let pause = match fire_due(&store, &timers, clock.as_ref()).await {
+            // Already due (a backlog): go again at once.
             Ok((_, Some(next))) => chrono::DateTime::parse_from_rfc3339(&next)
                 .ok()
-                .and_then(|t| (t.with_timezone(&chrono::Utc) - clock.now()).to_std().ok())
+                .map(|t| {
+                    (t.with_timezone(&chrono::Utc) - clock.now())
+                        .to_std()
+                        .unwrap_or(Duration::ZERO)
+                })
                 .map_or(poll, |d| d.min(poll)),
             Ok((_, None)) => poll,
             Err(e) => {
