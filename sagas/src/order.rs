@@ -46,20 +46,21 @@ use domain::order::{Order, OrderCommand as OC, OrderError, OrderStatus};
 use domain::payment::{Payment, PaymentCommand as PC, PaymentError};
 use domain::timer::{Timer, TimerCommand, TimerError};
 use event_schemas::delivery::DeliveryEvent;
-use event_schemas::inventory::{ColdChain, InventoryBatchEvent, ReleaseReason, WriteOffReason};
+use event_schemas::inventory::{ColdChain, InventoryBatchEvent, ReleaseReason};
 use event_schemas::order::{
     Allocation, CancellationReason, OrderEvent, OrderLine, OrderPlaced, PaymentMethod, RefundReason,
 };
 use event_schemas::payment::PaymentEvent;
 use event_schemas::timer::{TimerEvent, TimerKind};
 use event_schemas::values::{BatchId, DeliveryId, Money, OrderId, PaymentId, Quantity, Sku, Text};
-use event_schemas::{Actor, AnyEvent, EventMetadata, RecordedEvent};
+use event_schemas::{AnyEvent, EventMetadata, RecordedEvent};
 use serde::{Deserialize, Serialize};
 use store::sql::{exec, fetch};
 use store::{Aggregates, CommandError, HandlerError, Reactor, Store, StoreTx};
 use uuid::Uuid;
 
 use crate::gateway::{GatewayError, PaymentGateway};
+use crate::{caused_by, fail, write_off_expired};
 
 /// The subscription's name (its checkpoint in `subscriptions`).
 pub const SUBSCRIPTION: &str = "order-saga";
@@ -171,10 +172,6 @@ pub fn subscription_name(shard: u32) -> String {
     }
 }
 
-fn fail<E: std::error::Error + Send + Sync + 'static>(e: CommandError<E>) -> HandlerError {
-    Box::new(e)
-}
-
 fn text<const N: usize>(s: &str) -> Text<N> {
     Text::try_from(s.to_string()).expect("saga texts are short and non-empty")
 }
@@ -254,12 +251,7 @@ impl OrderSaga {
     }
 
     fn meta(&self, e: &RecordedEvent) -> EventMetadata {
-        EventMetadata {
-            occurred_at: self.clock.now(),
-            correlation_id: e.correlation_id,
-            causation_id: Some(e.event_id),
-            actor: Actor::system("order-saga"),
-        }
+        caused_by(e, self.clock.now(), "order-saga")
     }
 
     /// The saga's state for `order`: decided but uncommitted first, then
@@ -728,30 +720,7 @@ impl OrderSaga {
         batch: BatchId,
         meta: &EventMetadata,
     ) -> Result<(), HandlerError> {
-        let id = batch.to_string();
-        let (b, _) = self.batches.load_cached(&id, 0).await?;
-        let (Some(info), true) = (b.info(), b.is_expired()) else {
-            return Ok(());
-        };
-        if b.available() == 0 {
-            return Ok(());
-        }
-        let quantity = Quantity::new(info.uom, b.available())?;
-        let r = self
-            .batches
-            .execute(
-                &id,
-                IC::WriteOffStock {
-                    quantity,
-                    reason: WriteOffReason::Expired,
-                    note: None,
-                },
-                meta,
-            )
-            .await;
-        // Someone else wrote it off first.
-        done(r, |e| matches!(e, InventoryError::InsufficientStock { .. }))?;
-        Ok(())
+        write_off_expired(&self.batches, &batch.to_string(), meta).await
     }
 
     async fn cancel_hold(

@@ -15,11 +15,12 @@ use async_trait::async_trait;
 use chrono::Duration;
 use domain::inventory::{InventoryBatch, InventoryBatchCommand as IC};
 use domain::timer::{Timer, TimerCommand};
-use event_schemas::inventory::{InventoryBatchEvent, WriteOffReason};
+use event_schemas::inventory::InventoryBatchEvent;
 use event_schemas::timer::{TimerEvent, TimerKind};
-use event_schemas::values::Quantity;
-use event_schemas::{Actor, AnyEvent, EventMetadata, RecordedEvent};
-use store::{Aggregates, CommandError, HandlerError, Reactor};
+use event_schemas::{AnyEvent, RecordedEvent};
+use store::{Aggregates, HandlerError, Reactor};
+
+use crate::{caused_by, fail, write_off_expired};
 
 pub struct Spoilage {
     pub batches: Arc<Aggregates<InventoryBatch>>,
@@ -28,26 +29,13 @@ pub struct Spoilage {
     pub warn_before: Duration,
 }
 
-fn caused_by(e: &RecordedEvent) -> EventMetadata {
-    EventMetadata {
-        occurred_at: e.occurred_at,
-        correlation_id: e.correlation_id,
-        causation_id: Some(e.event_id),
-        actor: Actor::system("spoilage"),
-    }
-}
-
-fn fail<E: std::error::Error + Send + Sync + 'static>(e: CommandError<E>) -> HandlerError {
-    Box::new(e)
-}
-
 #[async_trait]
 impl Reactor for Spoilage {
     async fn react(&self, event: &RecordedEvent) -> Result<(), HandlerError> {
         if event.stream_type != "InventoryBatch" && event.stream_type != "Timer" {
             return Ok(());
         }
-        let meta = caused_by(event);
+        let meta = caused_by(event, event.occurred_at, "spoilage");
         match event.decode()? {
             AnyEvent::InventoryBatch(InventoryBatchEvent::BatchReceived(b)) => {
                 let warn_at = (b.expires_at - self.warn_before).max(b.received_at);
@@ -87,23 +75,7 @@ impl Reactor for Spoilage {
                             .execute(&id, IC::MarkExpired, &meta)
                             .await
                             .map_err(fail)?;
-                        let (batch, _) = self.batches.load(&id).await?;
-                        let uom = batch.info().map(|i| i.uom);
-                        if let (Some(uom), true) = (uom, batch.available() > 0) {
-                            let quantity = Quantity::new(uom, batch.available())?;
-                            self.batches
-                                .execute(
-                                    &id,
-                                    IC::WriteOffStock {
-                                        quantity,
-                                        reason: WriteOffReason::Expired,
-                                        note: None,
-                                    },
-                                    &meta,
-                                )
-                                .await
-                                .map_err(fail)?;
-                        }
+                        write_off_expired(&self.batches, &id, &meta).await?;
                     }
                     // Reservation holds belong to the order saga.
                     Some(TimerKind::ReservationHold { .. }) | None => {}
