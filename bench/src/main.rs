@@ -55,6 +55,12 @@ struct Args {
     /// The server binary [default: `freshledger` next to this one].
     #[arg(long)]
     server: Option<std::path::PathBuf>,
+    /// Open loop: send commands at this many per second in total (manual:
+    /// lifecycles start at rate / 15 per second; saga: placements per
+    /// second), whatever the answers' pace, instead of `--clients` closed
+    /// loops. Measures latency and lag at a fixed load.
+    #[arg(long)]
+    rate: Option<f64>,
     /// Skip the raw-database baseline.
     #[arg(long)]
     no_baseline: bool,
@@ -115,6 +121,8 @@ struct Client {
     http: reqwest::Client,
     url: String,
     latencies: Arc<Mutex<Vec<Duration>>>,
+    /// (global position, when its command was answered), for the lag probe.
+    acked: Arc<Mutex<Vec<(u64, Instant)>>>,
 }
 
 impl Client {
@@ -129,8 +137,12 @@ impl Client {
             .unwrap_or_else(|e| panic!("{path}: {e}"));
         let status = r.status();
         let v: Value = r.json().await.unwrap_or(Value::Null);
-        self.latencies.lock().unwrap().push(started.elapsed());
+        let answered = Instant::now();
+        self.latencies.lock().unwrap().push(answered - started);
         assert!(status.is_success(), "{path}: {status} {v}");
+        if let Some(p) = v["position"].as_u64() {
+            self.acked.lock().unwrap().push((p, answered));
+        }
         v
     }
 
@@ -277,24 +289,88 @@ async fn log_state(c: &Client) -> (u64, u64, u64) {
     )
 }
 
-/// Samples projection lag until `stop`: note the head now, then time how
-/// long until every read model has applied it.
-async fn probe_lag(c: Client, stop: Arc<std::sync::atomic::AtomicBool>) -> Vec<Duration> {
-    let mut lags = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        let t = Instant::now();
-        let (head, _, _) = log_state(&c).await;
-        loop {
-            let (_, _, lowest) = log_state(&c).await;
-            if lowest >= head {
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
+const MODELS: &str = "('orders', 'stock', 'deliveries', 'payments', 'timers')";
+
+/// The read models' checkpoints, read straight from the database: one
+/// indexed lookup of five rows, so probing does not load the server.
+enum Checkpoints {
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+impl Checkpoints {
+    async fn connect(backend: Backend, url: &str) -> Checkpoints {
+        match backend {
+            Backend::Postgres => Checkpoints::Postgres(
+                sqlx::postgres::PgPoolOptions::new()
+                    .max_connections(1)
+                    .connect(url)
+                    .await
+                    .expect("probe connection"),
+            ),
+            Backend::Sqlite => Checkpoints::Sqlite(
+                sqlx::sqlite::SqlitePoolOptions::new()
+                    .max_connections(1)
+                    .connect(&format!("{url}?mode=ro"))
+                    .await
+                    .expect("probe connection"),
+            ),
         }
-        lags.push(t.elapsed());
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    lags
+
+    /// The lowest checkpoint of the five read models.
+    async fn lowest(&self) -> u64 {
+        let sql =
+            format!("SELECT COALESCE(MIN(position), 0) FROM subscriptions WHERE name IN {MODELS}");
+        let p = match self {
+            Checkpoints::Postgres(pool) => sqlx::query_scalar::<_, i64>(&sql).fetch_one(pool).await,
+            Checkpoints::Sqlite(pool) => sqlx::query_scalar::<_, i64>(&sql).fetch_one(pool).await,
+        };
+        p.expect("checkpoints") as u64
+    }
+}
+
+/// Projection lag of every command: from the moment its answer (which
+/// carries the global position of its events) reached the client until
+/// every read model's checkpoint, committed with the model's rows, has
+/// passed that position. Polls every millisecond; after `stop`, waits for
+/// the models to apply what is still pending.
+async fn probe_lag(
+    c: Client,
+    checkpoints: Checkpoints,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<Duration> {
+    let mut lags = Vec::new();
+    let mut pending: Vec<(u64, Instant)> = Vec::new();
+    loop {
+        let stopping = stop.load(Ordering::Relaxed);
+        pending.extend(c.acked.lock().unwrap().drain(..));
+        if !pending.is_empty() {
+            let lowest = checkpoints.lowest().await;
+            let now = Instant::now();
+            pending.retain(|&(position, answered)| {
+                if position <= lowest {
+                    lags.push(now.saturating_duration_since(answered));
+                }
+                position > lowest
+            });
+        }
+        if stopping && pending.is_empty() {
+            return lags;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+/// One order: its whole lifecycle by hand, or only its placement (saga).
+async fn one_order(c: Client, stock: Arc<Vec<(String, Vec<String>)>>, i: usize, mode: Mode) {
+    let (sku, batches) = &stock[i % SKUS];
+    match mode {
+        Mode::Manual => lifecycle(&c, sku, &batches[(i / SKUS) % BATCHES_PER_SKU]).await,
+        Mode::Saga => {
+            c.post("/api/v1/orders", order_body(sku)).await;
+        }
+    }
 }
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
@@ -413,41 +489,57 @@ async fn main() {
             .expect("HTTP client"),
         url: server.url.clone(),
         latencies: Arc::new(Mutex::new(Vec::new())),
+        acked: Arc::new(Mutex::new(Vec::new())),
     };
     let stock = Arc::new(seed(&client).await);
     client.latencies.lock().unwrap().clear();
     let (_, events_before, _) = log_state(&client).await;
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let prober = tokio::spawn(probe_lag(client.clone(), stop.clone()));
-    let next = Arc::new(AtomicUsize::new(0));
+    client.acked.lock().unwrap().clear();
+    let checkpoints = Checkpoints::connect(args.backend, &db.url).await;
+    let prober = tokio::spawn(probe_lag(client.clone(), checkpoints, stop.clone()));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..args.clients {
-        let (c, next, stock, n, mode) = (
-            client.clone(),
-            next.clone(),
-            stock.clone(),
-            args.orders,
-            args.mode,
-        );
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    break;
-                }
-                let (sku, batches) = &stock[i % SKUS];
-                match mode {
-                    Mode::Manual => {
-                        lifecycle(&c, sku, &batches[(i / SKUS) % BATCHES_PER_SKU]).await
+    if let Some(rate) = args.rate {
+        // Open loop: order i starts at its scheduled time, answered or not.
+        let per_second = match args.mode {
+            Mode::Manual => rate / 15.0,
+            Mode::Saga => rate,
+        };
+        let gap = Duration::from_secs_f64(1.0 / per_second);
+        let t0 = tokio::time::Instant::now();
+        for i in 0..args.orders {
+            tokio::time::sleep_until(t0 + gap * i as u32).await;
+            tasks.push(tokio::spawn(one_order(
+                client.clone(),
+                stock.clone(),
+                i,
+                args.mode,
+            )));
+        }
+    } else {
+        // Closed loops: each client sends its next command when the last
+        // one is answered.
+        let next = Arc::new(AtomicUsize::new(0));
+        for _ in 0..args.clients {
+            let (c, next, stock, n, mode) = (
+                client.clone(),
+                next.clone(),
+                stock.clone(),
+                args.orders,
+                args.mode,
+            );
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if i >= n {
+                        break;
                     }
-                    Mode::Saga => {
-                        c.post("/api/v1/orders", order_body(sku)).await;
-                    }
+                    one_order(c.clone(), stock.clone(), i, mode).await;
                 }
-            }
-        }));
+            }));
+        }
     }
     for t in tasks {
         t.await.expect("client");
@@ -495,10 +587,16 @@ async fn main() {
 
     let commands = lat.len();
     let secs = sent.as_secs_f64();
-    println!(
-        "backend {:?}, mode {:?}, {} clients, {} orders",
-        args.backend, args.mode, args.clients, args.orders
-    );
+    match args.rate {
+        Some(rate) => println!(
+            "backend {:?}, mode {:?}, open loop at {rate} commands/s, {} orders",
+            args.backend, args.mode, args.orders
+        ),
+        None => println!(
+            "backend {:?}, mode {:?}, {} clients, {} orders",
+            args.backend, args.mode, args.clients, args.orders
+        ),
+    }
     println!(
         "commands            {commands} in {secs:.2} s: {:.0} commands/s",
         commands as f64 / secs

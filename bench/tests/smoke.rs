@@ -78,3 +78,26 @@ fn the_saga_pays_placed_orders() {
         .unwrap_or_else(|| panic!("events in {r}"));
     assert!(events >= 10 * 8, "{r}");
 }
+
+#[test]
+fn an_open_loop_run_measures_every_command_at_a_fixed_rate() {
+    let r = run(&[
+        "--backend",
+        "postgres",
+        "--rate",
+        "300",
+        "--orders",
+        "4",
+        "--no-baseline",
+    ]);
+    assert!(figure(&r, "backend").contains("open loop at 300 commands/s"), "{r}");
+    assert!(
+        figure(&r, "commands").contains("commands            60 in"),
+        "{r}"
+    );
+    // One lag sample per command: each answer's position was seen applied.
+    assert!(
+        figure(&r, "projection lag").ends_with("(60 samples)"),
+        "{r}"
+    );
+}
