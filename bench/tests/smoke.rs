@@ -90,7 +90,10 @@ fn an_open_loop_run_measures_every_command_at_a_fixed_rate() {
         "4",
         "--no-baseline",
     ]);
-    assert!(figure(&r, "backend").contains("open loop at 300 commands/s"), "{r}");
+    assert!(
+        figure(&r, "backend").contains("open loop at 300 commands/s"),
+        "{r}"
+    );
     assert!(
         figure(&r, "commands").contains("commands            60 in"),
         "{r}"

@@ -34,6 +34,10 @@ pub struct Projector {
 
 #[async_trait]
 impl Handler for Projector {
+    fn wants(&self, event: &RecordedEvent) -> bool {
+        self.model.wants(&event.stream_type)
+    }
+
     async fn handle(&self, tx: &mut StoreTx, event: &RecordedEvent) -> Result<(), HandlerError> {
         Ok(self.model.apply(tx, self.suffix, event).await?)
     }
@@ -230,6 +234,7 @@ pub async fn rebuild(
     )
     .await?;
     tx.commit().await?;
+    store.checkpoints_moved();
     drop_tables(store, model, OLD).await?;
     set_version(store, model).await?;
     progress(total, total);

@@ -1151,11 +1151,26 @@ impl OrderSaga {
 
 #[async_trait]
 impl Reactor for OrderSaga {
+    /// The events `react` acts on; an order's own events only in its shard.
+    fn wants(&self, event: &RecordedEvent) -> bool {
+        match (event.stream_type.as_str(), event.event_type.as_str()) {
+            (
+                "Order",
+                "OrderPlaced" | "OrderPaid" | "OrderPacked" | "OrderDelivered" | "OrderCancelled",
+            ) => event
+                .stream_id
+                .parse::<OrderId>()
+                .map_or(true, |o| self.mine(o)),
+            ("Delivery", "DeliveryPickedUp" | "DeliveryCompleted")
+            | ("Payment", "CashCollected")
+            | ("Timer", "TimerFired")
+            | ("InventoryBatch", "BatchExpired") => true,
+            _ => false,
+        }
+    }
+
     async fn react(&self, event: &RecordedEvent) -> Result<(), HandlerError> {
-        if !matches!(
-            event.stream_type.as_str(),
-            "Order" | "Delivery" | "Timer" | "InventoryBatch" | "Payment"
-        ) {
+        if !self.wants(event) {
             return Ok(());
         }
         match event.decode()? {

@@ -31,8 +31,15 @@ pub struct Spoilage {
 
 #[async_trait]
 impl Reactor for Spoilage {
+    fn wants(&self, event: &RecordedEvent) -> bool {
+        matches!(
+            (event.stream_type.as_str(), event.event_type.as_str()),
+            ("InventoryBatch", "BatchReceived") | ("Timer", "TimerFired")
+        )
+    }
+
     async fn react(&self, event: &RecordedEvent) -> Result<(), HandlerError> {
-        if event.stream_type != "InventoryBatch" && event.stream_type != "Timer" {
+        if !self.wants(event) {
             return Ok(());
         }
         let meta = caused_by(event, event.occurred_at, "spoilage");

@@ -74,8 +74,10 @@ pub async fn fire_due(
 }
 
 /// Runs the scheduler until `stop`: fire what is due, then sleep until the
-/// next timer is due (at most `poll`), or until new events may have
-/// scheduled an earlier one.
+/// next timer is due (at most `poll`), until nudged (the clock moved), or
+/// until new events may have scheduled an earlier one. New events wake it
+/// at most every [`SETTLE`]: most appends schedule nothing, and looking
+/// costs two queries.
 pub async fn run(
     store: Store,
     timers: Arc<Aggregates<Timer>>,
@@ -84,8 +86,10 @@ pub async fn run(
     stop: CancellationToken,
 ) {
     let mut wake = store.wakeups();
+    let mut nudges = store.nudges();
     while !stop.is_cancelled() {
         wake.borrow_and_update();
+        nudges.borrow_and_update();
         let pause = match fire_due(&store, &timers, clock.as_ref()).await {
             // Already due (a backlog): go again at once.
             Ok((_, Some(next))) => chrono::DateTime::parse_from_rfc3339(&next)
@@ -102,10 +106,21 @@ pub async fn run(
                 poll
             }
         };
+        let due = tokio::time::Instant::now() + pause;
         tokio::select! {
             _ = stop.cancelled() => return,
-            _ = wake.changed() => {}
-            _ = tokio::time::sleep(pause) => {}
+            _ = nudges.changed() => {}
+            _ = wake.changed() => {
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = nudges.changed() => {}
+                    _ = tokio::time::sleep_until(due.min(tokio::time::Instant::now() + SETTLE)) => {}
+                }
+            }
+            _ = tokio::time::sleep_until(due) => {}
         }
     }
 }
+
+/// The least time between two looks prompted by new events.
+pub const SETTLE: Duration = Duration::from_millis(50);

@@ -15,6 +15,7 @@ mod repo;
 pub mod sql;
 mod sqlite;
 pub mod subscription;
+mod tail;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -74,8 +75,15 @@ struct Inner {
     config: StoreConfig,
     /// Bumped after every local append and every cross-process notification.
     wake: watch::Sender<u64>,
+    /// Bumped by [`Store::nudge`] only.
+    nudges: watch::Sender<u64>,
     /// Postgres: asks the notifier task to tell other processes (coalesced).
     notify_others: Option<mpsc::Sender<()>>,
+    /// The newest events, read once and shared by this process's subscriptions.
+    tail: tail::Tail,
+    /// Bumped whenever this process moves a checkpoint other than by
+    /// running its subscription (a reset, a resume, a rebuild's swap).
+    checkpoint_moves: std::sync::atomic::AtomicU64,
 }
 
 impl Store {
@@ -126,7 +134,10 @@ impl Store {
                 backend,
                 config,
                 wake,
+                nudges: watch::channel(0).0,
                 notify_others,
+                tail: tail::Tail::new(),
+                checkpoint_moves: Default::default(),
             }),
         })
     }
@@ -162,6 +173,27 @@ impl Store {
     /// an append may have made work due: the clock moved, a reset).
     pub fn nudge(&self) {
         self.inner.wake.send_modify(|n| *n = n.wrapping_add(1));
+        self.inner.nudges.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// A receiver that changes on [`Store::nudge`] only (not on appends).
+    pub fn nudges(&self) -> watch::Receiver<u64> {
+        self.inner.nudges.subscribe()
+    }
+
+    /// Tells this process's subscription runners that a checkpoint was
+    /// moved under them (they keep theirs in memory), and wakes them.
+    pub fn checkpoints_moved(&self) {
+        self.inner
+            .checkpoint_moves
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.nudge();
+    }
+
+    pub(crate) fn checkpoint_moves(&self) -> u64 {
+        self.inner
+            .checkpoint_moves
+            .load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Called after a local commit of events.

@@ -159,10 +159,15 @@ pub(crate) async fn spawn_notifier(
 ) -> Result<mpsc::Sender<()>, StoreError> {
     let (tx, mut rx) = mpsc::channel::<()>(1);
     let notify_pool = pool.clone();
+    // Notifications carry the sender's id, so this process ignores its own:
+    // its subscribers were woken in-process already.
+    let me = Uuid::new_v4().to_string();
+    let sender = me.clone();
     tokio::spawn(async move {
         while rx.recv().await.is_some() {
-            if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
+            if let Err(e) = sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(CHANNEL)
+                .bind(&sender)
                 .execute(&notify_pool)
                 .await
             {
@@ -178,6 +183,7 @@ pub(crate) async fn spawn_notifier(
     tokio::spawn(async move {
         loop {
             match listener.recv().await {
+                Ok(n) if n.payload() == me => {}
                 Ok(_) => wake.send_modify(|n| *n = n.wrapping_add(1)),
                 Err(e) => {
                     if pool.is_closed() || wake.is_closed() {

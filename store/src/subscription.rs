@@ -38,6 +38,12 @@ pub enum StoreTx {
 /// A subscriber whose effect lives in the same database: exactly once.
 #[async_trait]
 pub trait Handler: Send + Sync + 'static {
+    /// Whether `event` can change anything this handler writes. A batch
+    /// with nothing wanted only moves the checkpoint (one statement).
+    fn wants(&self, _event: &RecordedEvent) -> bool {
+        true
+    }
+
     /// Applies one event. Writes made through `tx` commit atomically with
     /// the checkpoint; an error rolls the whole batch back.
     async fn handle(&self, tx: &mut StoreTx, event: &RecordedEvent) -> Result<(), HandlerError>;
@@ -51,6 +57,12 @@ pub trait Handler: Send + Sync + 'static {
 /// `RecordedEvent::event_id`.
 #[async_trait]
 pub trait Reactor: Send + Sync + 'static {
+    /// Whether `event` can call for a reaction (or settle anything). A
+    /// batch with nothing wanted only moves the checkpoint.
+    fn wants(&self, _event: &RecordedEvent) -> bool {
+        true
+    }
+
     async fn react(&self, event: &RecordedEvent) -> Result<(), HandlerError>;
 
     /// Runs inside the checkpoint's transaction, for each event of a batch
@@ -65,6 +77,18 @@ enum Consumer {
     Handler(Arc<dyn Handler>),
     Reactor(Arc<dyn Reactor>),
 }
+
+impl Consumer {
+    fn wants(&self, event: &RecordedEvent) -> bool {
+        match self {
+            Consumer::Handler(h) => h.wants(event),
+            Consumer::Reactor(r) => r.wants(event),
+        }
+    }
+}
+
+const ADVANCE: &str = "UPDATE subscriptions SET position = ?, updated_at = CURRENT_TIMESTAMP \
+                       WHERE name = ? AND position = ? AND status = 'running'";
 
 /// Where a subscription stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,6 +108,14 @@ pub struct Subscription {
     batch_size: usize,
     attempts: usize,
     retry_delay: Duration,
+}
+
+/// Where a runner left its checkpoint, and the count of in-process
+/// checkpoint moves it has seen.
+#[derive(Default)]
+struct Known {
+    position: Option<u64>,
+    moves: u64,
 }
 
 enum Step {
@@ -138,6 +170,7 @@ impl Subscription {
         self.store.ensure_subscription(&self.name).await?;
         let mut wake = self.store.wakeups();
         let poll = self.store.config().poll_interval;
+        let mut known = Known::default();
         loop {
             if stop.is_cancelled() {
                 return Ok(());
@@ -145,13 +178,17 @@ impl Subscription {
             // Mark what we have seen before reading, so a wake-up that races
             // with the read is not lost.
             wake.borrow_and_update();
-            match self.step().await? {
+            match self.step(&mut known).await? {
                 Step::Progressed => continue,
                 Step::Idle | Step::Parked => {
                     tokio::select! {
                         _ = stop.cancelled() => return Ok(()),
                         _ = wake.changed() => {},
-                        _ = tokio::time::sleep(poll) => {},
+                        _ = tokio::time::sleep(poll) => {
+                            // Nothing woke us: look at the checkpoint itself
+                            // (another process may have moved it).
+                            known.position = None;
+                        },
                     }
                 }
             }
@@ -162,29 +199,49 @@ impl Subscription {
     /// subscription parks. For tests and rebuilds.
     pub async fn catch_up(&self) -> Result<SubscriptionStatus, StoreError> {
         self.store.ensure_subscription(&self.name).await?;
-        while let Step::Progressed = self.step().await? {}
+        let mut known = Known::default();
+        while let Step::Progressed = self.step(&mut known).await? {}
         self.store.subscription(&self.name).await
     }
 
-    async fn step(&self) -> Result<Step, StoreError> {
-        let status = self.store.subscription(&self.name).await?;
-        if status.parked {
-            return Ok(Step::Parked);
-        }
-        let events = self
-            .store
-            .read_all(status.position, self.batch_size)
-            .await?;
+    /// One batch. `known` is the checkpoint as this runner last left it.
+    /// Trusting it saves a read per batch: the compare-and-set that moves
+    /// the checkpoint still catches another process, a reset or a rebuild's
+    /// swap; a move in this process is announced by
+    /// [`Store::checkpoints_moved`], and an idle runner that nothing woke
+    /// re-reads it.
+    async fn step(&self, known: &mut Known) -> Result<Step, StoreError> {
+        let moves = self.store.checkpoint_moves();
+        let from = match known.position.filter(|_| known.moves == moves) {
+            Some(p) => p,
+            None => {
+                let status = self.store.subscription(&self.name).await?;
+                if status.parked {
+                    known.position = None;
+                    return Ok(Step::Parked);
+                }
+                known.moves = moves;
+                status.position
+            }
+        };
+        known.position = None;
+        let events = self.store.read_tail(from, self.batch_size).await?;
         if events.is_empty() {
+            known.position = Some(from);
             return Ok(Step::Idle);
         }
         // The whole batch in one transaction. `Ok(false)`: the checkpoint
         // moved under us, so re-read. On failure, go event by event to
         // isolate the one that fails.
-        if self.apply(status.position, &events).await.is_ok() {
-            return Ok(Step::Progressed);
+        match self.apply(from, &events).await {
+            Ok(true) => {
+                known.position = events.last().map(|e| e.global_position);
+                return Ok(Step::Progressed);
+            }
+            Ok(false) => return Ok(Step::Progressed),
+            Err(_) => {}
         }
-        let mut position = status.position;
+        let mut position = from;
         for event in &events {
             let mut delay = self.retry_delay;
             let mut attempt = 0;
@@ -209,15 +266,31 @@ impl Subscription {
             }
             position = event.global_position;
         }
+        known.position = Some(position);
         Ok(Step::Progressed)
     }
 
     /// Handles `events` and moves the checkpoint from `from` to the last
     /// one, atomically. `Ok(false)`: the checkpoint was not at `from` (another
     /// process advanced it, or it was reset); nothing was applied.
-    async fn apply(&self, from: u64, events: &[RecordedEvent]) -> Result<bool, ApplyError> {
+    async fn apply(&self, from: u64, events: &[Arc<RecordedEvent>]) -> Result<bool, ApplyError> {
+        let to = events.last().expect("non-empty batch").global_position;
+        let args = [to.into(), self.name.as_str().into(), from.into()];
+        let wanted: Vec<&RecordedEvent> = events
+            .iter()
+            .map(|e| &**e)
+            .filter(|e| self.consumer.wants(e))
+            .collect();
+        if wanted.is_empty() {
+            // Nothing to apply: the checkpoint moves on its own.
+            let moved = sql::exec_pool(&self.store, ADVANCE, &args)
+                .await
+                .map_err(ApplyError::Store)?;
+            return Ok(moved == 1);
+        }
         if let Consumer::Reactor(reactor) = &self.consumer {
             // Effects first, outside any transaction; then the checkpoint.
+            // Not for events another runner has already passed.
             if self
                 .store
                 .subscription(&self.name)
@@ -228,54 +301,29 @@ impl Subscription {
             {
                 return Ok(false);
             }
-            for event in events {
+            for event in &wanted {
                 reactor.react(event).await.map_err(ApplyError::Handler)?;
             }
         }
-        let to = events.last().expect("non-empty batch").global_position;
         let mut tx = self.store.begin().await.map_err(ApplyError::Store)?;
-        // Check (and on Postgres lock) the checkpoint *before* any effect:
+        // Move (and on Postgres lock) the checkpoint *before* any effect:
         // if it moved (another process, a reset, a rebuild's swap), nothing
         // may be applied. Lock order is always checkpoint row, then the
         // handler's tables; a rebuild's swap takes them in the same order.
-        let current: Option<i64> = match &mut tx {
-            StoreTx::Postgres(t) => sqlx::query_scalar(
-                "SELECT position FROM subscriptions WHERE name = $1 AND status = 'running' FOR UPDATE",
-            )
-            .bind(&self.name)
-            .fetch_optional(&mut **t)
-            .await,
-            // BEGIN IMMEDIATE already holds SQLite's single write lock.
-            StoreTx::Sqlite(t) => sqlx::query_scalar(
-                "SELECT position FROM subscriptions WHERE name = ? AND status = 'running'",
-            )
-            .bind(&self.name)
-            .fetch_optional(&mut **t)
-            .await,
-        }
-        .map_err(|e| ApplyError::Store(e.into()))?;
-        if current != Some(from as i64) {
+        // (On SQLite, BEGIN IMMEDIATE already holds the single write lock.)
+        let moved = sql::exec(&mut tx, ADVANCE, &args)
+            .await
+            .map_err(ApplyError::Store)?;
+        if moved != 1 {
             tx.rollback().await.map_err(ApplyError::Store)?;
             return Ok(false);
         }
-        for event in events {
+        for event in wanted {
             match &self.consumer {
                 Consumer::Handler(handler) => handler.handle(&mut tx, event).await,
                 Consumer::Reactor(reactor) => reactor.settle(&mut tx, event).await,
             }
             .map_err(ApplyError::Handler)?;
-        }
-        let moved = sql::exec(
-            &mut tx,
-            "UPDATE subscriptions SET position = ?, updated_at = CURRENT_TIMESTAMP \
-             WHERE name = ? AND position = ? AND status = 'running'",
-            &[to.into(), self.name.as_str().into(), from.into()],
-        )
-        .await
-        .map_err(ApplyError::Store)?;
-        if moved != 1 {
-            tx.rollback().await.map_err(ApplyError::Store)?;
-            return Ok(false);
         }
         tx.commit().await.map_err(ApplyError::Store)?;
         Ok(true)
@@ -416,7 +464,7 @@ impl Store {
                 "no subscription named {name:?}"
             )));
         }
-        self.nudge();
+        self.checkpoints_moved();
         Ok(())
     }
 }

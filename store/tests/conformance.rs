@@ -49,6 +49,7 @@ conformance!(
     snapshots_are_taken_and_loaded,
     old_event_versions_are_upcast_on_every_read,
     live_subscriptions_are_woken_by_appends_from_another_process,
+    runners_sharing_the_tail_each_apply_every_event_once_in_order,
     a_stale_aggregate_cache_never_changes_an_outcome,
     cqrs_es_replay_streams_read_back_what_was_appended,
 );
@@ -837,6 +838,150 @@ async fn live_subscriptions_are_woken_by_appends_from_another_process(kind: Kind
     stop.cancel();
     runner.await.unwrap().unwrap();
     ts.finish().await;
+}
+
+/// Remembers the positions it handled (in memory: a runner of its own
+/// subscription only handles what its checkpoint's compare-and-set let it).
+struct Tracker {
+    /// Wants only positions divisible by this (1: everything).
+    every: u64,
+    got: std::sync::Mutex<Vec<u64>>,
+}
+
+#[async_trait]
+impl Handler for Tracker {
+    fn wants(&self, event: &RecordedEvent) -> bool {
+        event.global_position.is_multiple_of(self.every)
+    }
+
+    async fn handle(&self, _tx: &mut StoreTx, event: &RecordedEvent) -> Result<(), HandlerError> {
+        self.got.lock().unwrap().push(event.global_position);
+        Ok(())
+    }
+}
+
+/// Several live runners in one process share one window on the tail of the
+/// log. Under concurrent appends (some held open or rolled back), each gets
+/// every event after its checkpoint once, in order: one far behind the
+/// window, ones with batch sizes from 1 to 500, one wanting only a third of
+/// the events (its checkpoint still reaches the head), and one rewound
+/// while running, which gets everything after the rewind point again.
+async fn runners_sharing_the_tail_each_apply_every_event_once_in_order(kind: Kind) {
+    let ts = Arc::new(open(kind).await);
+    // More than the window holds, so a runner starting at 0 is behind it.
+    let mut loaders = Vec::new();
+    for _ in 0..8 {
+        let store = ts.store.clone();
+        loaders.push(tokio::spawn(async move { append_n(&store, 560).await }));
+    }
+    for l in loaders {
+        l.await.unwrap();
+    }
+    let early = ts.store.read_all(0, 200).await.unwrap()[199].global_position;
+    let tracker = |every| {
+        Arc::new(Tracker {
+            every,
+            got: std::sync::Mutex::new(Vec::new()),
+        })
+    };
+    let subs = [
+        ("one", 1, tracker(1)),
+        ("seven", 7, tracker(1)),
+        ("many", 500, tracker(1)),
+        ("third", 50, tracker(3)),
+        ("rewound", 13, tracker(1)),
+    ];
+    let stop = CancellationToken::new();
+    let mut runners = Vec::new();
+    // "many" starts late and far behind; the others first catch up live.
+    for (name, batch, t) in &subs {
+        ts.store.ensure_subscription_exists(name).await.unwrap();
+        let sub = Subscription::new(*name, &ts.store, t.clone()).with_batch_size(*batch);
+        let stop = stop.clone();
+        runners.push(tokio::spawn(async move { sub.run(stop).await }));
+        if *name == "third" {
+            append_n(&ts.store, 100).await;
+        }
+    }
+    let mut writers = Vec::new();
+    for w in 0..4 {
+        let ts = ts.clone();
+        writers.push(tokio::spawn(async move {
+            let agg = batches(&ts.store);
+            for i in 0..60 {
+                if (w + i) % 3 == 0 {
+                    let hold = Duration::from_millis(if ts.kind == Kind::Sqlite { 1 } else { 15 });
+                    raw_append(&ts, hold, i % 5 != 0).await;
+                } else {
+                    let id = BatchId::new();
+                    agg.execute(&id.to_string(), receive(id, 1_000), &meta())
+                        .await
+                        .unwrap();
+                }
+            }
+        }));
+    }
+    // Rewind "rewound" once it has passed `early`, while appends go on.
+    loop {
+        if ts.store.subscription("rewound").await.unwrap().position > early {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    ts.store.reset_subscription("rewound", early).await.unwrap();
+    for w in writers {
+        w.await.unwrap();
+    }
+    let head = ts.store.head().await.unwrap();
+    for _ in 0..3_000 {
+        let all = ts.store.subscriptions().await.unwrap();
+        if all.iter().all(|s| s.position == head) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    stop.cancel();
+    for r in runners {
+        r.await.unwrap().unwrap();
+    }
+    let mut log = Vec::new();
+    loop {
+        let batch = ts
+            .store
+            .read_all(log.last().copied().unwrap_or(0), 1_000)
+            .await
+            .unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        log.extend(batch.iter().map(|e| e.global_position));
+    }
+    assert!(log.len() > 4_480 + 100 + 200, "{} events", log.len());
+    for (name, _, t) in &subs {
+        let status = ts.store.subscription(name).await.unwrap();
+        assert_eq!(status.position, head, "{name} did not reach the head");
+        let got = t.got.lock().unwrap().clone();
+        match *name {
+            "third" => {
+                let wanted: Vec<u64> = log
+                    .iter()
+                    .copied()
+                    .filter(|p| p.is_multiple_of(3))
+                    .collect();
+                assert_eq!(got, wanted, "{name}: only the wanted events, each once");
+            }
+            "rewound" => {
+                let drop = (1..got.len())
+                    .find(|&i| got[i] <= got[i - 1])
+                    .expect("the rewind re-delivered events");
+                assert_eq!(&got[..drop], &log[..drop], "{name}: before the rewind");
+                let after: Vec<u64> = log.iter().copied().filter(|&p| p > early).collect();
+                assert_eq!(&got[drop..], &after[..], "{name}: after the rewind");
+            }
+            _ => assert_eq!(got, log, "{name}: every event once, in order"),
+        }
+    }
+    Arc::try_unwrap(ts).ok().unwrap().finish().await;
 }
 
 /// Two processes, each with its own aggregate cache, act on one batch. Every
