@@ -403,22 +403,31 @@ async fn run(cli: Cli) -> Result<(), String> {
                     format!("no read model named {n:?}: orders, stock, deliveries or payments")
                 })?],
             };
-            for model in models {
-                let bar = indicatif::ProgressBar::new(0).with_style(
-                    indicatif::ProgressStyle::with_template(
-                        "{msg:<11} [{bar:40}] {pos}/{len} events ({per_sec}, {eta})",
-                    )
-                    .expect("valid template")
-                    .progress_chars("=> "),
-                );
-                bar.set_message(model.name());
-                let started = std::time::Instant::now();
-                projections::rebuild(&store, model, |done, total| {
+            // All at once: the log is read once for all of them.
+            let bars = indicatif::MultiProgress::new();
+            let style = indicatif::ProgressStyle::with_template(
+                "{msg:<11} [{bar:40}] {pos}/{len} events ({per_sec}, {eta})",
+            )
+            .expect("valid template")
+            .progress_chars("=> ");
+            let shown: Vec<_> = models
+                .iter()
+                .map(|m| {
+                    let bar = bars.add(indicatif::ProgressBar::new(0).with_style(style.clone()));
+                    bar.set_message(m.name());
+                    (*m, bar)
+                })
+                .collect();
+            let started = std::time::Instant::now();
+            projections::rebuild_all(&store, &models, |model, done, total| {
+                if let Some((_, bar)) = shown.iter().find(|(m, _)| *m == model) {
                     bar.set_length(total);
                     bar.set_position(done);
-                })
-                .await
-                .map_err(|e| format!("rebuilding {}: {e}", model.name()))?;
+                }
+            })
+            .await
+            .map_err(|e| format!("rebuilding: {e}"))?;
+            for (model, bar) in shown {
                 bar.finish();
                 say!(
                     "{}: rebuilt and swapped in {:.1?}",

@@ -61,6 +61,14 @@ struct Args {
     /// loops. Measures latency and lag at a fixed load.
     #[arg(long)]
     rate: Option<f64>,
+    /// How often the lag prober reads the read models' checkpoints (each
+    /// read is a query; the resolution of the lag figures).
+    #[arg(long, default_value_t = 1)]
+    probe_interval_ms: u64,
+    /// Keep the database afterwards (its URL is printed), to inspect it or
+    /// to time a rebuild by hand.
+    #[arg(long)]
+    keep: bool,
     /// Skip the raw-database baseline.
     #[arg(long)]
     no_baseline: bool,
@@ -333,11 +341,12 @@ impl Checkpoints {
 /// Projection lag of every command: from the moment its answer (which
 /// carries the global position of its events) reached the client until
 /// every read model's checkpoint, committed with the model's rows, has
-/// passed that position. Polls every millisecond; after `stop`, waits for
+/// passed that position. Polls every `every` (default 1 ms); after `stop`, waits for
 /// the models to apply what is still pending.
 async fn probe_lag(
     c: Client,
     checkpoints: Checkpoints,
+    every: Duration,
     stop: Arc<std::sync::atomic::AtomicBool>,
 ) -> Vec<Duration> {
     let mut lags = Vec::new();
@@ -358,7 +367,7 @@ async fn probe_lag(
         if stopping && pending.is_empty() {
             return lags;
         }
-        tokio::time::sleep(Duration::from_millis(1)).await;
+        tokio::time::sleep(every).await;
     }
 }
 
@@ -498,7 +507,12 @@ async fn main() {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     client.acked.lock().unwrap().clear();
     let checkpoints = Checkpoints::connect(args.backend, &db.url).await;
-    let prober = tokio::spawn(probe_lag(client.clone(), checkpoints, stop.clone()));
+    let prober = tokio::spawn(probe_lag(
+        client.clone(),
+        checkpoints,
+        Duration::from_millis(args.probe_interval_ms),
+        stop.clone(),
+    ));
     let started = Instant::now();
     let mut tasks = Vec::new();
     if let Some(rate) = args.rate {
@@ -648,5 +662,9 @@ async fn main() {
             );
         }
     }
-    db.remove().await;
+    if args.keep {
+        println!("database            kept: {}", db.url);
+    } else {
+        db.remove().await;
+    }
 }

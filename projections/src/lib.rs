@@ -51,10 +51,6 @@ fn live_subscription(store: &Store, model: Model) -> Subscription {
     )
 }
 
-fn rebuild_name(model: Model) -> String {
-    format!("{}:rebuild", model.name())
-}
-
 async fn table_exists(store: &Store, table: &str) -> bool {
     fetch(
         store,
@@ -166,48 +162,127 @@ pub async fn catch_up(store: &Store) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Rebuilds one model from the log into fresh tables, then swaps them in:
-/// in one transaction the live tables are renamed away, the new ones take
-/// their names, and the live checkpoint moves to where the rebuild stopped,
-/// so the live subscriber (in this or another process) carries on from
-/// there. Readers see the old tables until the swap commits, the new ones
-/// after; nothing is ever half-built. `progress(done, total)` reports.
+/// Rebuilds one model: [`rebuild_all`] for one.
 pub async fn rebuild(
     store: &Store,
     model: Model,
     progress: impl Fn(u64, u64),
 ) -> Result<(), StoreError> {
-    let name = rebuild_name(model);
-    drop_tables(store, model, NEXT).await?;
-    drop_tables(store, model, OLD).await?;
-    create_tables(store, model, NEXT).await?;
-    store.reset_subscription(&name, 0).await?;
-    let sub = Subscription::new(
-        name.clone(),
-        store,
-        Arc::new(Projector {
-            model,
-            suffix: NEXT,
-        }),
-    )
-    .with_batch_size(2_000);
-    let total = store.head().await?;
-    loop {
-        let status = sub.catch_up().await?;
-        if status.parked {
-            return Err(StoreError::Persistence(format!(
-                "rebuild of {} parked at {:?}: {}",
-                model.name(),
-                status.parked_at_position,
-                status.last_error.unwrap_or_default()
-            )));
-        }
-        progress(status.position.min(total), total);
-        if status.position >= store.head().await? {
-            break;
+    rebuild_all(store, &[model], |_, done, total| progress(done, total)).await
+}
+
+/// Transactions per model and page of a rebuild: on Postgres the streams
+/// of a model are applied in this many parallel transactions (a model's
+/// rows for a stream depend only on that stream's events, so streams are
+/// independent); SQLite has one writer, so one.
+const PARTITIONS: u64 = 4;
+/// Events read per page of a rebuild.
+const PAGE: usize = 2_000;
+
+/// The partition of a stream (FNV-1a of its id): all of a stream's events
+/// go to the same one, in log order.
+fn partition(stream_id: &str, parts: u64) -> u64 {
+    let h = stream_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    h % parts
+}
+
+/// Applies the events of `page` that `models` want and whose partition
+/// (in `parts_of`, one per event) is `part`, into their `_next` tables, in
+/// one transaction.
+async fn apply_page(
+    store: &Store,
+    models: &[Model],
+    page: &[RecordedEvent],
+    parts_of: &[u64],
+    part: u64,
+) -> Result<(), StoreError> {
+    let mut tx: Option<StoreTx> = None;
+    for (e, _) in page.iter().zip(parts_of).filter(|(_, &p)| p == part) {
+        for &model in models {
+            if !model.wants(&e.stream_type) {
+                continue;
+            }
+            let t = match &mut tx {
+                Some(t) => t,
+                None => tx.insert(store.begin().await?),
+            };
+            model.apply(t, NEXT, e).await.map_err(|err| {
+                StoreError::Persistence(format!(
+                    "rebuilding {} at position {}: {err}",
+                    model.name(),
+                    e.global_position
+                ))
+            })?;
         }
     }
-    let at = store.subscription(&name).await?.position;
+    if let Some(t) = tx {
+        t.commit().await?;
+    }
+    Ok(())
+}
+
+/// Rebuilds `models` from the log into fresh tables, then swaps them in.
+///
+/// The log is read once, a page at a time, for all of them. On Postgres
+/// each page is applied in one transaction per model and partition of its
+/// streams, all concurrently; on SQLite in one transaction. When a read
+/// finds nothing more (the live server may still be appending), each model
+/// is swapped in, in one transaction: the live tables are renamed away, the
+/// new ones take their names, and the live checkpoint moves to where the
+/// rebuild stopped, so the live subscriber (in this or another process)
+/// carries on from there. Readers see the old tables until the swap
+/// commits, the new ones after; nothing is ever half-built. A failure
+/// leaves the live model as it was. `progress(model, done, total)` reports.
+pub async fn rebuild_all(
+    store: &Store,
+    models: &[Model],
+    progress: impl Fn(Model, u64, u64),
+) -> Result<(), StoreError> {
+    for &model in models {
+        drop_tables(store, model, NEXT).await?;
+        drop_tables(store, model, OLD).await?;
+        create_tables(store, model, NEXT).await?;
+    }
+    let parts = match store.backend() {
+        store::Backend::Postgres(_) => PARTITIONS,
+        store::Backend::Sqlite(_) => 1,
+    };
+    let mut total = store.head().await?;
+    let mut at = 0;
+    loop {
+        let page = store.read_all(at, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        at = last.global_position;
+        let parts_of: Vec<u64> = page
+            .iter()
+            .map(|e| partition(&e.stream_id, parts))
+            .collect();
+        if parts == 1 {
+            apply_page(store, models, &page, &parts_of, 0).await?;
+        } else {
+            let (page, parts_of) = (&page, &parts_of);
+            let work = models.iter().flat_map(|m| {
+                (0..parts)
+                    .map(move |p| apply_page(store, std::slice::from_ref(m), page, parts_of, p))
+            });
+            futures_util::future::try_join_all(work).await?;
+        }
+        total = total.max(at);
+        for &model in models {
+            progress(model, at, total);
+        }
+    }
+    for &model in models {
+        swap(store, model, at).await?;
+        progress(model, total, total);
+    }
+    Ok(())
+}
+
+/// Swaps a model's `_next` tables in, with its live checkpoint at `at`.
+async fn swap(store: &Store, model: Model, at: u64) -> Result<(), StoreError> {
     store.ensure_subscription_exists(model.name()).await?;
     let mut tx = store.begin().await?;
     // Checkpoint row first, tables second: the order a live runner locks
@@ -227,17 +302,17 @@ pub async fn rebuild(
         )
         .await?;
     }
+    // What a rebuild of an earlier version kept its place in.
     exec(
         &mut tx,
         "DELETE FROM subscriptions WHERE name = ?",
-        &[name.into()],
+        &[format!("{}:rebuild", model.name()).into()],
     )
     .await?;
     tx.commit().await?;
     store.checkpoints_moved();
     drop_tables(store, model, OLD).await?;
     set_version(store, model).await?;
-    progress(total, total);
     Ok(())
 }
 
