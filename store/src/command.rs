@@ -190,9 +190,15 @@ where
         })
     }
 
+    /// Caches a state of `id`, unless the cache already holds a later one
+    /// (two tasks loading or appending at once may finish in either order).
     fn remember(&self, id: &str, aggregate: A, version: usize, snapshot: Option<usize>) {
         if let Some(c) = &self.cache {
-            c.lock().expect("cache lock").put(
+            let mut c = c.lock().expect("cache lock");
+            if c.peek(id).is_some_and(|held| held.version > version) {
+                return;
+            }
+            c.put(
                 id.to_string(),
                 Cached {
                     aggregate,
