@@ -69,6 +69,9 @@ pub struct WriteOff {
 #[serde(deny_unknown_fields)]
 pub struct Reserve {
     pub order_id: OrderId,
+    /// What the order is to hold on this batch in all: the same again is a
+    /// no-op, more reserves the difference, less is refused
+    /// (`reservation_mismatch`; release instead).
     pub quantity: Quantity,
 }
 

@@ -41,7 +41,10 @@ pub enum InventoryBatchCommand {
         procurement_cost: Money,
         cold_chain: ColdChain,
     },
-    /// Idempotent per order: reserving the same quantity again does nothing.
+    /// `quantity` is what the order is to hold on this batch in all.
+    /// Idempotent: the same quantity again does nothing; a larger one
+    /// reserves the difference (an order topping up a batch it already
+    /// holds); a smaller one is refused (that is a release).
     ReserveStock {
         order_id: OrderId,
         quantity: Quantity,
@@ -307,26 +310,28 @@ impl Aggregate for InventoryBatch {
             C::ReceiveBatch { .. } => unreachable!("handled above"),
             C::ReserveStock { order_id, quantity } => {
                 let amount = Self::check_uom(&info, quantity)?;
-                if let Some(&existing) = self.reservations.get(&order_id) {
-                    return if existing == amount {
-                        Ok(())
-                    } else {
-                        Err(E::ReservationMismatch {
-                            order_id,
-                            existing,
-                            requested: amount,
-                        })
-                    };
+                let existing = self.reserved_for(&order_id);
+                if existing == amount {
+                    return Ok(());
+                }
+                if existing > amount {
+                    return Err(E::ReservationMismatch {
+                        order_id,
+                        existing,
+                        requested: amount,
+                    });
                 }
                 if expired {
                     return Err(E::Expired);
                 }
-                if amount > self.available() {
+                let more = amount - existing;
+                if more > self.available() {
                     return Err(E::InsufficientStock {
-                        requested: amount,
+                        requested: more,
                         available: self.available(),
                     });
                 }
+                let quantity = Quantity::new(quantity.uom(), more).expect("a positive amount");
                 sink.write(StockReserved { order_id, quantity }.into(), self)
                     .await;
             }

@@ -152,17 +152,46 @@ fn reserving_again_for_the_same_order_is_idempotent() {
 }
 
 #[test]
-fn reserving_a_different_quantity_for_the_same_order_is_refused() {
+fn reserving_a_larger_total_for_the_same_order_tops_it_up() {
     at_now()
         .given(vec![received(), reserved(order_id(), 1_500)])
         .when(C::ReserveStock {
             order_id: order_id(),
             quantity: g(2_000),
         })
+        .then_expect_events(vec![reserved(order_id(), 500)]);
+}
+
+#[test]
+fn topping_up_needs_the_difference_available() {
+    at_now()
+        .given(vec![
+            received(),
+            reserved(order_id(), 1_500),
+            reserved(other_order_id(), 8_000),
+        ])
+        .when(C::ReserveStock {
+            order_id: order_id(),
+            quantity: g(2_500),
+        })
+        .then_expect_error(E::InsufficientStock {
+            requested: 1_000,
+            available: 500,
+        });
+}
+
+#[test]
+fn reserving_a_smaller_total_for_the_same_order_is_refused() {
+    at_now()
+        .given(vec![received(), reserved(order_id(), 1_500)])
+        .when(C::ReserveStock {
+            order_id: order_id(),
+            quantity: g(1_000),
+        })
         .then_expect_error(E::ReservationMismatch {
             order_id: order_id(),
             existing: 1_500,
-            requested: 2_000,
+            requested: 1_000,
         });
 }
 

@@ -601,7 +601,10 @@ impl OrderSaga {
                             batch_id: *id,
                             quantity: Quantity::new(line.quantity.uom(), mine)?,
                         });
-                    } else if !batch.is_expired() && info.expires_at > now {
+                    }
+                    // A batch the order already holds can give more (a
+                    // line spanning two batches, one of which expired).
+                    if !batch.is_expired() && info.expires_at > now && batch.available() > 0 {
                         candidates.push(Candidate {
                             batch_id: *id,
                             expires_at: info.expires_at,
@@ -628,23 +631,33 @@ impl OrderSaga {
                 };
                 let mut lost_race = false;
                 for take in plan {
+                    // ReserveStock takes the order's total on the batch.
+                    let before = held
+                        .iter()
+                        .find(|a| a.batch_id == take.batch_id)
+                        .map_or(0, |a| a.quantity.amount());
+                    let total =
+                        Quantity::new(take.quantity.uom(), before + take.quantity.amount())?;
                     let r = self
                         .batches
                         .execute(
                             &take.batch_id.to_string(),
                             IC::ReserveStock {
                                 order_id,
-                                quantity: take.quantity,
+                                quantity: total,
                             },
                             meta,
                         )
                         .await;
                     match r {
-                        Ok(_) => held.push(Allocation {
-                            sku: line.sku.clone(),
-                            batch_id: take.batch_id,
-                            quantity: take.quantity,
-                        }),
+                        Ok(_) => match held.iter_mut().find(|a| a.batch_id == take.batch_id) {
+                            Some(a) => a.quantity = total,
+                            None => held.push(Allocation {
+                                sku: line.sku.clone(),
+                                batch_id: take.batch_id,
+                                quantity: total,
+                            }),
+                        },
                         Err(CommandError::Rejected(
                             InventoryError::InsufficientStock { .. } | InventoryError::Expired,
                         )) => {

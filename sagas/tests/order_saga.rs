@@ -36,6 +36,7 @@ fn meta() -> EventMetadata {
 }
 
 struct World {
+    clock: Arc<FixedClock>,
     store: Store,
     orders: Arc<Aggregates<Order>>,
     batches: Arc<Aggregates<InventoryBatch>>,
@@ -86,6 +87,28 @@ impl World {
         order_id
     }
 
+    async fn receive(&self, units: u64, expires_in: Duration) -> BatchId {
+        let batch_id = BatchId::new();
+        self.batches
+            .execute(
+                &batch_id.to_string(),
+                IC::ReceiveBatch {
+                    batch_id,
+                    sku: "PIN-GOLD".parse().unwrap(),
+                    warehouse_id: "WH-BER-1".parse().unwrap(),
+                    supplier_id: "SUP-1".parse().unwrap(),
+                    quantity: Quantity::units(units).unwrap(),
+                    expires_at: t0() + expires_in,
+                    procurement_cost: Money::new(500, Currency::EUR).unwrap(),
+                    cold_chain: ColdChain::Ambient,
+                },
+                &meta(),
+            )
+            .await
+            .unwrap();
+        batch_id
+    }
+
     async fn status(&self, id: OrderId) -> Option<OrderStatus> {
         self.orders.load(&id.to_string()).await.unwrap().0.status()
     }
@@ -95,7 +118,8 @@ async fn world(db: &testkit::TestDb) -> World {
     let store = Store::connect(StoreConfig::new(&db.url)).await.unwrap();
     store.migrate().await.unwrap();
     projections::ensure(&store).await.unwrap();
-    let clock: Arc<dyn Clock> = Arc::new(FixedClock::at(t0()));
+    let fixed = Arc::new(FixedClock::at(t0()));
+    let clock: Arc<dyn Clock> = fixed.clone();
     let catalog = Arc::new(InMemoryCatalog::new([Product::new(
         "PIN-GOLD".parse().unwrap(),
         "Golden pineapple",
@@ -143,6 +167,7 @@ async fn world(db: &testkit::TestDb) -> World {
         },
     );
     World {
+        clock: fixed,
         saga: Subscription::reactor(SUBSCRIPTION, &store, Arc::new(saga)),
         store,
         orders,
@@ -154,24 +179,7 @@ async fn the_saga_never_acts_twice(kind: testkit::Kind) {
     let db = testkit::TestDb::new(kind, "order_saga").await;
     let w = world(&db).await;
     for (units, days) in [(3, 2), (4, 5)] {
-        let batch_id = BatchId::new();
-        w.batches
-            .execute(
-                &batch_id.to_string(),
-                IC::ReceiveBatch {
-                    batch_id,
-                    sku: "PIN-GOLD".parse().unwrap(),
-                    warehouse_id: "WH-BER-1".parse().unwrap(),
-                    supplier_id: "SUP-1".parse().unwrap(),
-                    quantity: Quantity::units(units).unwrap(),
-                    expires_at: t0() + Duration::days(days),
-                    procurement_cost: Money::new(500, Currency::EUR).unwrap(),
-                    cold_chain: ColdChain::Ambient,
-                },
-                &meta(),
-            )
-            .await
-            .unwrap();
+        w.receive(units, Duration::days(days)).await;
     }
     // 7 pineapples: one paid, one on delivery, four across both batches
     // (first-expiring first), then 2 wanted and 1 left; the paid one is
@@ -254,4 +262,60 @@ async fn the_saga_never_acts_twice_sqlite() {
 #[tokio::test]
 async fn the_saga_never_acts_twice_postgres() {
     the_saga_never_acts_twice(testkit::Kind::Postgres).await;
+}
+
+/// A line spanning two batches whose first-expiring one expires moves
+/// wholly to the other, topping up what the order already holds there,
+/// rather than being cancelled while stock is available.
+async fn a_spanning_line_moves_to_the_batch_it_already_holds(kind: testkit::Kind) {
+    let db = testkit::TestDb::new(kind, "order_saga").await;
+    let w = world(&db).await;
+    let early = w.receive(3, Duration::hours(30)).await;
+    let late = w.receive(10, Duration::days(5)).await;
+    let spans = w.place(4, PaymentMethod::Card).await;
+    w.settle().await;
+    assert_eq!(w.status(spans).await, Some(OrderStatus::Paid));
+    let held = |b: BatchId| {
+        let batches = w.batches.clone();
+        async move {
+            batches
+                .load(&b.to_string())
+                .await
+                .unwrap()
+                .0
+                .reserved_for(&spans)
+        }
+    };
+    assert_eq!((held(early).await, held(late).await), (3, 1), "FEFO");
+
+    w.clock.advance(Duration::hours(31));
+    w.batches
+        .execute(&early.to_string(), IC::MarkExpired, &meta())
+        .await
+        .unwrap();
+    w.settle().await;
+    assert_eq!(
+        w.status(spans).await,
+        Some(OrderStatus::Paid),
+        "not cancelled"
+    );
+    assert_eq!((held(early).await, held(late).await), (0, 4));
+    let (order, _) = w.orders.load(&spans.to_string()).await.unwrap();
+    let allocated: Vec<(BatchId, u64)> = order
+        .allocations()
+        .iter()
+        .map(|a| (a.batch_id, a.quantity.amount()))
+        .collect();
+    assert_eq!(allocated, vec![(late, 4)]);
+    db.remove().await;
+}
+
+#[tokio::test]
+async fn a_spanning_line_moves_to_the_batch_it_already_holds_sqlite() {
+    a_spanning_line_moves_to_the_batch_it_already_holds(testkit::Kind::Sqlite).await
+}
+
+#[tokio::test]
+async fn a_spanning_line_moves_to_the_batch_it_already_holds_postgres() {
+    a_spanning_line_moves_to_the_batch_it_already_holds(testkit::Kind::Postgres).await
 }
