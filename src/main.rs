@@ -137,6 +137,12 @@ struct SagaArgs {
     /// id; each shard a subscription of its own) [default: 4].
     #[arg(long, env = "FRESHLEDGER_SAGA_SHARDS", value_parser = clap::value_parser!(u32).range(1..=64))]
     saga_shards: Option<u32>,
+    /// Orders each saga shard works on at once (different orders' events in
+    /// a batch; one order's always in log order). 1: strictly in log
+    /// order, so competing orders are served first come, first served
+    /// [default: 8].
+    #[arg(long, env = "FRESHLEDGER_SAGA_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..=256))]
+    saga_concurrency: Option<u32>,
 }
 
 /// The optional configuration file.
@@ -155,6 +161,7 @@ struct FileConfig {
     gateway_outcome: Option<String>,
     gateway_latency_ms: Option<u64>,
     saga_shards: Option<u32>,
+    saga_concurrency: Option<u32>,
 }
 
 fn file_config(path: &Option<PathBuf>) -> Result<FileConfig, String> {
@@ -192,6 +199,7 @@ async fn open_store(cli: &Cli, file: &FileConfig) -> Result<Store, String> {
 /// is switched off.
 struct SagaSettings {
     shards: u32,
+    concurrency: u32,
     config: sagas::order::SagaConfig,
     outcome: sagas::gateway::Outcome,
     latency: Duration,
@@ -220,6 +228,11 @@ fn saga_settings(args: &SagaArgs, file: &FileConfig) -> Result<Option<SagaSettin
             .or(file.saga_shards)
             .unwrap_or(4)
             .clamp(1, 64),
+        concurrency: args
+            .saga_concurrency
+            .or(file.saga_concurrency)
+            .unwrap_or(8)
+            .clamp(1, 256),
         config: sagas::order::SagaConfig {
             reservation_hold: chrono::Duration::minutes(minutes as i64),
             shelf_life_margin: chrono::Duration::hours(hours as i64),
@@ -239,11 +252,13 @@ fn spawn_reactor(
     name: String,
     store: &Store,
     reactor: Arc<dyn store::Reactor>,
+    concurrency: u32,
     stop: tokio_util::sync::CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let store = store.clone();
     tokio::spawn(async move {
-        let sub = store::Subscription::reactor(name.clone(), &store, reactor);
+        let sub = store::Subscription::reactor(name.clone(), &store, reactor)
+            .with_concurrency(concurrency as usize);
         while !stop.is_cancelled() {
             if let Err(e) = sub.run(stop.clone()).await {
                 tracing::error!(subscription = %name, error = %e, "stopped; restarting");
@@ -276,6 +291,7 @@ fn spawn_process_managers(
         "spoilage".into(),
         &store,
         spoilage,
+        1,
         stop.clone(),
     )];
     if let Some(s) = saga {
@@ -297,6 +313,7 @@ fn spawn_process_managers(
                 sagas::order::subscription_name(shard),
                 &store,
                 Arc::new(saga),
+                s.concurrency,
                 stop.clone(),
             ));
         }

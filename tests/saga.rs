@@ -255,9 +255,12 @@ async fn a_full_day(backend: Backend) {
             "15",
             "--shelf-life-margin-hours",
             "0",
-            // One shard: which of two orders competing for the last stock
-            // of a batch wins is then their order in the log.
+            // One shard working on one order at a time: which of two
+            // orders competing for the last stock of a batch wins is then
+            // their order in the log.
             "--saga-shards",
+            "1",
+            "--saga-concurrency",
             "1",
         ],
     )

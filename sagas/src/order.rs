@@ -1182,6 +1182,13 @@ impl Reactor for OrderSaga {
         }
     }
 
+    /// An order's own events: different orders' steps may run at once.
+    /// The rest (deliveries, payments, timers, expired batches) reach an
+    /// order through a load, so each runs alone.
+    fn key(&self, event: &RecordedEvent) -> Option<String> {
+        (event.stream_type == "Order").then(|| event.stream_id.clone())
+    }
+
     async fn react(&self, event: &RecordedEvent) -> Result<(), HandlerError> {
         if !self.wants(event) {
             return Ok(());

@@ -65,6 +65,15 @@ pub trait Reactor: Send + Sync + 'static {
 
     async fn react(&self, event: &RecordedEvent) -> Result<(), HandlerError>;
 
+    /// With [`Subscription::with_concurrency`] above 1: events with the
+    /// same key are reacted to in log order, one after the other, and a run
+    /// of keyed events in a batch works on up to that many keys at once.
+    /// `None` (the default): the event is reacted to alone, after
+    /// everything before it and before anything after it.
+    fn key(&self, _event: &RecordedEvent) -> Option<String> {
+        None
+    }
+
     /// Runs inside the checkpoint's transaction, for each event of a batch
     /// whose reactions all succeeded: state the reactor keeps about its own
     /// progress (a saga's state) commits atomically with the checkpoint.
@@ -85,6 +94,54 @@ impl Consumer {
             Consumer::Reactor(r) => r.wants(event),
         }
     }
+}
+
+/// Reacts to `events`: runs of keyed events concurrently by key (up to
+/// `concurrency` keys at once), the rest alone, in log order.
+async fn react_all(
+    reactor: &dyn Reactor,
+    events: &[&RecordedEvent],
+    concurrency: usize,
+) -> Result<(), HandlerError> {
+    let mut rest = events;
+    while let Some(first) = rest.first() {
+        if concurrency <= 1 || reactor.key(first).is_none() {
+            reactor.react(first).await?;
+            rest = &rest[1..];
+            continue;
+        }
+        let run = rest
+            .iter()
+            .position(|e| reactor.key(e).is_none())
+            .unwrap_or(rest.len());
+        let mut groups: Vec<Vec<&RecordedEvent>> = Vec::new();
+        let mut index: std::collections::HashMap<String, usize> = Default::default();
+        for e in &rest[..run] {
+            let key = reactor.key(e).expect("a keyed run");
+            let i = *index.entry(key).or_insert_with(|| {
+                groups.push(Vec::new());
+                groups.len() - 1
+            });
+            groups[i].push(e);
+        }
+        for chunk in groups.chunks(concurrency) {
+            // Boxed, so the borrows need not be proven Send for every lifetime.
+            let work: Vec<futures_util::future::BoxFuture<'_, Result<(), HandlerError>>> = chunk
+                .iter()
+                .map(|group| {
+                    Box::pin(async move {
+                        for e in group {
+                            reactor.react(e).await?;
+                        }
+                        Ok(())
+                    }) as futures_util::future::BoxFuture<'_, _>
+                })
+                .collect();
+            futures_util::future::try_join_all(work).await?;
+        }
+        rest = &rest[run..];
+    }
+    Ok(())
 }
 
 const ADVANCE: &str = "UPDATE subscriptions SET position = ?, updated_at = CURRENT_TIMESTAMP \
@@ -108,6 +165,7 @@ pub struct Subscription {
     batch_size: usize,
     attempts: usize,
     retry_delay: Duration,
+    concurrency: usize,
 }
 
 /// Where a runner left its checkpoint, and the count of in-process
@@ -143,11 +201,19 @@ impl Subscription {
             batch_size: 500,
             attempts: 5,
             retry_delay: Duration::from_millis(50),
+            concurrency: 1,
         }
     }
 
     pub fn with_batch_size(mut self, n: usize) -> Self {
         self.batch_size = n.max(1);
+        self
+    }
+
+    /// A reactor's keys worked on at once within a batch (see
+    /// [`Reactor::key`]); 1, the default, reacts to one event at a time.
+    pub fn with_concurrency(mut self, n: usize) -> Self {
+        self.concurrency = n.max(1);
         self
     }
 
@@ -301,9 +367,9 @@ impl Subscription {
             {
                 return Ok(false);
             }
-            for event in &wanted {
-                reactor.react(event).await.map_err(ApplyError::Handler)?;
-            }
+            react_all(reactor.as_ref(), &wanted, self.concurrency)
+                .await
+                .map_err(ApplyError::Handler)?;
         }
         let mut tx = self.store.begin().await.map_err(ApplyError::Store)?;
         // Move (and on Postgres lock) the checkpoint *before* any effect:

@@ -50,6 +50,7 @@ conformance!(
     old_event_versions_are_upcast_on_every_read,
     live_subscriptions_are_woken_by_appends_from_another_process,
     runners_sharing_the_tail_each_apply_every_event_once_in_order,
+    a_concurrent_reactor_keeps_each_keys_order_and_runs_unkeyed_events_alone,
     a_stale_aggregate_cache_never_changes_an_outcome,
     cqrs_es_replay_streams_read_back_what_was_appended,
 );
@@ -982,6 +983,109 @@ async fn runners_sharing_the_tail_each_apply_every_event_once_in_order(kind: Kin
         }
     }
     Arc::try_unwrap(ts).ok().unwrap().finish().await;
+}
+
+/// Keys events by stream, except every twentieth position (unkeyed); notes
+/// when each reaction starts and ends.
+struct Keyed {
+    log: std::sync::Mutex<Vec<(u64, bool)>>,
+    running: AtomicU64,
+    most_at_once: AtomicU64,
+}
+
+#[async_trait]
+impl store::Reactor for Keyed {
+    fn key(&self, event: &RecordedEvent) -> Option<String> {
+        (!event.global_position.is_multiple_of(20)).then(|| event.stream_id.clone())
+    }
+
+    async fn react(&self, event: &RecordedEvent) -> Result<(), HandlerError> {
+        let now = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+        self.most_at_once.fetch_max(now, Ordering::SeqCst);
+        self.log.lock().unwrap().push((event.global_position, true));
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        self.log
+            .lock()
+            .unwrap()
+            .push((event.global_position, false));
+        self.running.fetch_sub(1, Ordering::SeqCst);
+        Ok(())
+    }
+}
+
+/// With concurrency, a reactor works on several keys at once, but each
+/// key's events stay in log order and an unkeyed event runs alone: every
+/// event before it has finished when it starts, and none after it has
+/// started.
+async fn a_concurrent_reactor_keeps_each_keys_order_and_runs_unkeyed_events_alone(kind: Kind) {
+    let ts = open(kind).await;
+    // Three streams, 16 events each, interleaved in the log.
+    let agg = batches(&ts.store);
+    let ids: Vec<BatchId> = (0..3).map(|_| BatchId::new()).collect();
+    for id in &ids {
+        agg.execute(&id.to_string(), receive(*id, 1_000), &meta())
+            .await
+            .unwrap();
+    }
+    for round in 0..15 {
+        for id in &ids {
+            let order = OrderId::new();
+            agg.execute(
+                &id.to_string(),
+                IC::ReserveStock {
+                    order_id: order,
+                    quantity: Quantity::grams(1 + round).unwrap(),
+                },
+                &meta(),
+            )
+            .await
+            .unwrap();
+        }
+    }
+    let reactor = Arc::new(Keyed {
+        log: std::sync::Mutex::new(Vec::new()),
+        running: AtomicU64::new(0),
+        most_at_once: AtomicU64::new(0),
+    });
+    let sub = Subscription::reactor("keyed", &ts.store, reactor.clone()).with_concurrency(4);
+    sub.catch_up().await.unwrap();
+    let log = reactor.log.lock().unwrap().clone();
+    let all = ts.store.read_all(0, 1_000).await.unwrap();
+    assert_eq!(log.len(), 2 * all.len(), "each event reacted to once");
+    assert!(
+        reactor.most_at_once.load(Ordering::SeqCst) > 1,
+        "keys ran at once"
+    );
+    assert!(reactor.most_at_once.load(Ordering::SeqCst) <= 4);
+    let at = |p: u64, start: bool| log.iter().position(|&e| e == (p, start)).unwrap();
+    for (i, e) in all.iter().enumerate() {
+        let p = e.global_position;
+        // Each stream's events in log order, one after the other.
+        if let Some(prev) = all[..i].iter().rev().find(|x| x.stream_id == e.stream_id) {
+            assert!(
+                at(prev.global_position, false) < at(p, true),
+                "{p} began before its stream's {}",
+                prev.global_position
+            );
+        }
+        if p.is_multiple_of(20) {
+            for other in &all {
+                let q = other.global_position;
+                if q < p {
+                    assert!(
+                        at(q, false) < at(p, true),
+                        "{q} still ran when unkeyed {p} began"
+                    );
+                } else if q > p {
+                    assert!(
+                        at(p, false) < at(q, true),
+                        "{q} began before unkeyed {p} ended"
+                    );
+                }
+            }
+        }
+    }
+    ts.finish().await;
 }
 
 /// Two processes, each with its own aggregate cache, act on one batch. Every
