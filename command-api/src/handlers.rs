@@ -458,13 +458,15 @@ pub async fn list_products(State(s): State<AppState>) -> Result<Response, ApiErr
 // --- audit -----------------------------------------------------------------------
 
 pub async fn log_status(State(s): State<AppState>) -> Result<Json<LogStatus>, ApiError> {
+    // Checkpoints first, the head after: a reactor appends its reactions
+    // before it moves its checkpoint, so "every checkpoint at the head" then
+    // means settled. (Read the other way round, a reaction appended between
+    // the two reads made a stale head look settled.)
+    let subscriptions = s.store.subscriptions().await?;
     Ok(Json(LogStatus {
         head_position: s.store.head().await?,
         event_count: s.store.count().await?,
-        subscriptions: s
-            .store
-            .subscriptions()
-            .await?
+        subscriptions: subscriptions
             .into_iter()
             .map(|x| SubscriptionInfo {
                 name: x.name,
