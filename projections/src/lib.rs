@@ -108,6 +108,7 @@ async fn set_version(store: &Store, model: Model) -> Result<(), StoreError> {
 /// missing ones (their subscription starts from the beginning of the log)
 /// and rebuilds those of another version.
 pub async fn ensure(store: &Store) -> Result<(), StoreError> {
+    let mut changed = Vec::new();
     for model in Model::ALL {
         let exists = table_exists(store, model.tables()[0].0).await;
         match (exists, stored_version(store, model).await) {
@@ -117,7 +118,7 @@ pub async fn ensure(store: &Store) -> Result<(), StoreError> {
                     model = model.name(),
                     "read model schema changed: rebuilding"
                 );
-                rebuild(store, model, |_, _| {}).await?;
+                changed.push(model);
             }
             (false, _) => {
                 drop_tables(store, model, "").await?;
@@ -126,6 +127,10 @@ pub async fn ensure(store: &Store) -> Result<(), StoreError> {
                 set_version(store, model).await?;
             }
         }
+    }
+    // One read of the log for all of them.
+    if !changed.is_empty() {
+        rebuild_all(store, &changed, |_, _, _| {}).await?;
     }
     Ok(())
 }
