@@ -103,21 +103,26 @@ async fn react_all(
     events: &[&RecordedEvent],
     concurrency: usize,
 ) -> Result<(), HandlerError> {
-    let mut rest = events;
-    while let Some(first) = rest.first() {
-        if concurrency <= 1 || reactor.key(first).is_none() {
+    // Each event's key, worked out once.
+    let keyed: Vec<(&RecordedEvent, Option<String>)> = events
+        .iter()
+        .map(|&e| (e, (concurrency > 1).then(|| reactor.key(e)).flatten()))
+        .collect();
+    let mut rest = &keyed[..];
+    while let Some((first, key)) = rest.first() {
+        if key.is_none() {
             reactor.react(first).await?;
             rest = &rest[1..];
             continue;
         }
         let run = rest
             .iter()
-            .position(|e| reactor.key(e).is_none())
+            .position(|(_, k)| k.is_none())
             .unwrap_or(rest.len());
         let mut groups: Vec<Vec<&RecordedEvent>> = Vec::new();
-        let mut index: std::collections::HashMap<String, usize> = Default::default();
-        for e in &rest[..run] {
-            let key = reactor.key(e).expect("a keyed run");
+        let mut index: std::collections::HashMap<&str, usize> = Default::default();
+        for (e, key) in &rest[..run] {
+            let key = key.as_deref().expect("a keyed run");
             let i = *index.entry(key).or_insert_with(|| {
                 groups.push(Vec::new());
                 groups.len() - 1
