@@ -72,6 +72,12 @@ struct Args {
     /// Skip the raw-database baseline.
     #[arg(long)]
     no_baseline: bool,
+    /// Write every lag sample to this CSV file (ms since the run started
+    /// when the command was answered, its global position, its lag in ms,
+    /// and how long the probe query that saw it took), to see when a tail
+    /// happened.
+    #[arg(long)]
+    lag_trace: Option<std::path::PathBuf>,
 }
 
 const SKUS: usize = 20;
@@ -338,6 +344,15 @@ impl Checkpoints {
     }
 }
 
+/// One command's projection lag, as the prober saw it.
+struct LagSample {
+    answered: Instant,
+    position: u64,
+    lag: Duration,
+    /// How long the probe query that saw it took.
+    probe: Duration,
+}
+
 /// Projection lag of every command: from the moment its answer (which
 /// carries the global position of its events) reached the client until
 /// every read model's checkpoint, committed with the model's rows, has
@@ -348,18 +363,24 @@ async fn probe_lag(
     checkpoints: Checkpoints,
     every: Duration,
     stop: Arc<std::sync::atomic::AtomicBool>,
-) -> Vec<Duration> {
+) -> Vec<LagSample> {
     let mut lags = Vec::new();
     let mut pending: Vec<(u64, Instant)> = Vec::new();
     loop {
         let stopping = stop.load(Ordering::Relaxed);
         pending.extend(c.acked.lock().unwrap().drain(..));
         if !pending.is_empty() {
+            let asked = Instant::now();
             let lowest = checkpoints.lowest().await;
             let now = Instant::now();
             pending.retain(|&(position, answered)| {
                 if position <= lowest {
-                    lags.push(now.saturating_duration_since(answered));
+                    lags.push(LagSample {
+                        answered,
+                        position,
+                        lag: now.saturating_duration_since(answered),
+                        probe: now - asked,
+                    });
                 }
                 position > lowest
             });
@@ -574,7 +595,21 @@ async fn main() {
         settled = started.elapsed();
     }
     stop.store(true, Ordering::Relaxed);
-    let mut lags = prober.await.expect("prober");
+    let samples = prober.await.expect("prober");
+    if let Some(path) = &args.lag_trace {
+        let mut csv = String::from("answered_ms,position,lag_ms,probe_ms\n");
+        for s in &samples {
+            csv.push_str(&format!(
+                "{:.3},{},{:.3},{:.3}\n",
+                s.answered.saturating_duration_since(started).as_secs_f64() * 1e3,
+                s.position,
+                s.lag.as_secs_f64() * 1e3,
+                s.probe.as_secs_f64() * 1e3
+            ));
+        }
+        std::fs::write(path, csv).expect("writing the lag trace");
+    }
+    let mut lags: Vec<Duration> = samples.iter().map(|s| s.lag).collect();
     let (_, events_after, _) = log_state(&client).await;
     let mut lat = client.latencies.lock().unwrap().clone();
     lat.sort();
@@ -659,6 +694,16 @@ async fn main() {
             println!(
                 "baseline            raw COPY {copy:.0} rows/s: ours is {:.2}x",
                 ours / copy
+            );
+        }
+        if args.mode == Mode::Saga && events > 0 {
+            // What bounds any design that writes each event with its own
+            // INSERT, on this machine: the raw rate over the events one
+            // order needs, with nothing else running.
+            let per_order = events as f64 / args.orders as f64;
+            println!(
+                "ceiling             raw INSERT / {per_order:.1} events per order: {:.0} orders/s at one INSERT per event",
+                insert / per_order
             );
         }
     }

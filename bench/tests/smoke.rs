@@ -63,10 +63,15 @@ fn the_saga_pays_placed_orders() {
         "10",
         "--clients",
         "2",
-        "--no-baseline",
     ]);
     assert!(
         figure(&r, "orders").contains("placed-and-paid orders/s"),
+        "{r}"
+    );
+    // The baseline puts the rate in proportion: the raw INSERT rate over
+    // the events an order takes.
+    assert!(
+        figure(&r, "ceiling").ends_with("orders/s at one INSERT per event"),
         "{r}"
     );
     // Each paid order's saga appended at least its reservation, allocation,
@@ -81,6 +86,7 @@ fn the_saga_pays_placed_orders() {
 
 #[test]
 fn an_open_loop_run_measures_every_command_at_a_fixed_rate() {
+    let trace = std::env::temp_dir().join(format!("fl-lag-trace-{}.csv", std::process::id()));
     let r = run(&[
         "--backend",
         "postgres",
@@ -89,6 +95,8 @@ fn an_open_loop_run_measures_every_command_at_a_fixed_rate() {
         "--orders",
         "4",
         "--no-baseline",
+        "--lag-trace",
+        trace.to_str().unwrap(),
     ]);
     assert!(
         figure(&r, "backend").contains("open loop at 300 commands/s"),
@@ -102,5 +110,28 @@ fn an_open_loop_run_measures_every_command_at_a_fixed_rate() {
     assert!(
         figure(&r, "projection lag").ends_with("(60 samples)"),
         "{r}"
+    );
+    // The trace holds the same 60 samples: distinct positions, answered
+    // within the run, lags no shorter than zero.
+    let csv = std::fs::read_to_string(&trace).unwrap();
+    std::fs::remove_file(&trace).unwrap();
+    let mut lines = csv.lines();
+    assert_eq!(
+        lines.next(),
+        Some("answered_ms,position,lag_ms,probe_ms"),
+        "{csv}"
+    );
+    let rows: Vec<Vec<f64>> = lines
+        .map(|l| l.split(',').map(|f| f.parse().unwrap()).collect())
+        .collect();
+    assert_eq!(rows.len(), 60, "{csv}");
+    let mut positions: Vec<u64> = rows.iter().map(|r| r[1] as u64).collect();
+    positions.sort();
+    positions.dedup();
+    assert_eq!(positions.len(), 60, "{csv}");
+    assert!(
+        rows.iter()
+            .all(|r| r.len() == 4 && r[0] >= 0.0 && r[2] >= 0.0 && r[3] >= 0.0),
+        "{csv}"
     );
 }
