@@ -14,6 +14,12 @@ use domain::clock::{FixedClock, SystemClock};
 use serde::Deserialize;
 use store::{Store, StoreConfig};
 
+/// mimalloc rather than the system allocator: decoding rows and events
+/// allocates many short-lived maps and strings, and glibc's malloc took
+/// about a fifth of the server's CPU under load (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// `println!` for command output that may go to a pipe: when the reader
 /// has gone (`freshledger projections status | head`), stop quietly
 /// instead of panicking.
