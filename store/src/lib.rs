@@ -16,6 +16,7 @@ pub mod sql;
 mod sqlite;
 pub mod subscription;
 mod tail;
+mod turns;
 
 use std::str::FromStr;
 use std::sync::Arc;
@@ -84,7 +85,17 @@ struct Inner {
     /// Bumped whenever this process moves a checkpoint other than by
     /// running its subscription (a reset, a resume, a rebuild's swap).
     checkpoint_moves: std::sync::atomic::AtomicU64,
+    /// SQLite: this process's writers take turns here before they ask
+    /// SQLite for its one write lock.
+    write_turns: turns::Turns,
 }
+
+/// A writer's turn at the SQLite write lock (see [`Store::write_turn`]);
+/// held until its transaction ends.
+pub(crate) type WriteTurn = Option<turns::Turn>;
+
+/// How long a SQLite writer waits for the write lock before it fails.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Store {
     /// Connects (creating the SQLite file and its folder if needed). Does not
@@ -111,7 +122,7 @@ impl Store {
                 .create_if_missing(true)
                 .journal_mode(SqliteJournalMode::Wal)
                 .synchronous(SqliteSynchronous::Full)
-                .busy_timeout(Duration::from_secs(30))
+                .busy_timeout(SQLITE_BUSY_TIMEOUT)
                 .foreign_keys(true);
             let pool = SqlitePoolOptions::new()
                 .max_connections(config.max_connections.clamp(1, 8))
@@ -138,6 +149,7 @@ impl Store {
                 notify_others,
                 tail: tail::Tail::new(),
                 checkpoint_moves: Default::default(),
+                write_turns: Default::default(),
             }),
         })
     }
@@ -196,6 +208,26 @@ impl Store {
             .load(std::sync::atomic::Ordering::SeqCst)
     }
 
+    /// This process's turn at SQLite's write lock ([`turns`]), for a writer
+    /// of `class`; Postgres: none. A writer that waits longer than the busy
+    /// timeout goes ahead without one and leaves it to SQLite, so a turn
+    /// held by mistake across another write cannot hang the process.
+    pub(crate) async fn write_turn(&self, class: turns::Class) -> WriteTurn {
+        match self.inner.backend {
+            Backend::Postgres(_) => None,
+            Backend::Sqlite(_) => {
+                let turn = self.inner.write_turns.take(class);
+                match tokio::time::timeout(SQLITE_BUSY_TIMEOUT, turn).await {
+                    Ok(turn) => Some(turn),
+                    Err(_) => {
+                        tracing::warn!("no SQLite write turn in {SQLITE_BUSY_TIMEOUT:?}; going ahead without one");
+                        None
+                    }
+                }
+            }
+        }
+    }
+
     /// Called after a local commit of events.
     pub(crate) fn appended(&self) {
         self.inner.wake.send_modify(|n| *n = n.wrapping_add(1));
@@ -210,5 +242,37 @@ impl Store {
             Backend::Postgres(p) => p.close().await,
             Backend::Sqlite(p) => p.close().await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Appends-side and background writes on SQLite both go through this
+    /// process's turns: while a turn is held, neither reaches SQLite.
+    #[tokio::test]
+    async fn sqlite_writes_wait_for_their_turn() {
+        let dir = std::env::temp_dir().join(format!("fl-turns-{}", uuid::Uuid::now_v7()));
+        let url = format!("sqlite://{}/log.db", dir.display());
+        let store = Store::connect(StoreConfig::new(url)).await.unwrap();
+        store.migrate().await.unwrap();
+        let held = store.write_turn(turns::Class::Background).await;
+        assert!(held.is_some());
+        let command = tokio::spawn({
+            let store = store.clone();
+            async move { sql::exec_pool(&store, "CREATE TABLE t (x INTEGER)", &[]).await }
+        });
+        let background = tokio::spawn({
+            let store = store.clone();
+            async move { store.begin().await.map(|_| ()) }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!command.is_finished() && !background.is_finished());
+        drop(held);
+        command.await.unwrap().unwrap();
+        background.await.unwrap().unwrap();
+        store.close().await;
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

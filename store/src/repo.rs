@@ -115,6 +115,7 @@ impl PersistedEventRepository for Repo {
                 pg::positions_of(pool, A::TYPE, &events[0].aggregate_id, first, last).await?
             }
             (_, Backend::Sqlite(pool)) => {
+                let _turn = self.store.write_turn(crate::turns::Class::Command).await;
                 sqlite::persist(pool, A::TYPE, &events, snapshot_update).await?
             }
             (None, Backend::Postgres(_)) => unreachable!("postgres repository is built in new"),

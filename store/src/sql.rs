@@ -3,6 +3,7 @@
 //! only types both share: BIGINT integers, TEXT (JSON and RFC 3339 UTC
 //! timestamps, which sort as text), NULL.
 
+use crate::turns::Class;
 use crate::{Backend, Store, StoreError, StoreTx};
 use serde_json::Value;
 use sqlx::{Column, Row, TypeInfo};
@@ -81,15 +82,26 @@ pub async fn exec(tx: &mut StoreTx, sql: &str, args: &[Arg]) -> Result<u64, Stor
                 .await?
                 .rows_affected()
         }
-        StoreTx::Sqlite(t) => bind_all!(sqlx::query(sql), args)
+        StoreTx::Sqlite(t, _) => bind_all!(sqlx::query(sql), args)
             .execute(&mut **t)
             .await?
             .rows_affected(),
     })
 }
 
-/// Runs a statement outside any subscription (DDL, maintenance).
+/// Runs a statement outside any subscription (DDL, maintenance, a
+/// request's own writes), as a command's write (see [`crate::turns`]).
 pub async fn exec_pool(store: &Store, sql: &str, args: &[Arg]) -> Result<u64, StoreError> {
+    exec_pool_as(store, Class::Command, sql, args).await
+}
+
+/// [`exec_pool`] for a writer of the given class.
+pub(crate) async fn exec_pool_as(
+    store: &Store,
+    class: Class,
+    sql: &str,
+    args: &[Arg],
+) -> Result<u64, StoreError> {
     Ok(match store.backend() {
         Backend::Postgres(p) => {
             let sql = postgres(sql);
@@ -98,10 +110,13 @@ pub async fn exec_pool(store: &Store, sql: &str, args: &[Arg]) -> Result<u64, St
                 .await?
                 .rows_affected()
         }
-        Backend::Sqlite(p) => bind_all!(sqlx::query(sql), args)
-            .execute(p)
-            .await?
-            .rows_affected(),
+        Backend::Sqlite(p) => {
+            let _turn = store.write_turn(class).await;
+            bind_all!(sqlx::query(sql), args)
+                .execute(p)
+                .await?
+                .rows_affected()
+        }
     })
 }
 
@@ -191,7 +206,7 @@ pub async fn fetch_tx(
                 .map(pg_row)
                 .collect()
         }
-        StoreTx::Sqlite(t) => bind_all!(sqlx::query(sql), args)
+        StoreTx::Sqlite(t, _) => bind_all!(sqlx::query(sql), args)
             .fetch_all(&mut **t)
             .await?
             .iter()

@@ -25,6 +25,7 @@ use event_schemas::RecordedEvent;
 use sqlx::{Postgres, Sqlite, Transaction};
 use tokio_util::sync::CancellationToken;
 
+use crate::turns::Class;
 use crate::{sql, Backend, Store, StoreError};
 
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
@@ -32,7 +33,8 @@ pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 /// The transaction a batch runs in; the checkpoint commits in it too.
 pub enum StoreTx {
     Postgres(Transaction<'static, Postgres>),
-    Sqlite(Transaction<'static, Sqlite>),
+    /// With this process's turn at the write lock, held until it ends.
+    Sqlite(Transaction<'static, Sqlite>, crate::WriteTurn),
 }
 
 /// A subscriber whose effect lives in the same database: exactly once.
@@ -354,7 +356,7 @@ impl Subscription {
             .collect();
         if wanted.is_empty() {
             // Nothing to apply: the checkpoint moves on its own.
-            let moved = sql::exec_pool(&self.store, ADVANCE, &args)
+            let moved = sql::exec_pool_as(&self.store, Class::Background, ADVANCE, &args)
                 .await
                 .map_err(ApplyError::Store)?;
             return Ok(moved == 1);
@@ -413,7 +415,7 @@ impl StoreTx {
     pub async fn commit(self) -> Result<(), StoreError> {
         match self {
             StoreTx::Postgres(t) => t.commit().await?,
-            StoreTx::Sqlite(t) => t.commit().await?,
+            StoreTx::Sqlite(t, _turn) => t.commit().await?,
         }
         Ok(())
     }
@@ -421,7 +423,7 @@ impl StoreTx {
     pub async fn rollback(self) -> Result<(), StoreError> {
         match self {
             StoreTx::Postgres(t) => t.rollback().await?,
-            StoreTx::Sqlite(t) => t.rollback().await?,
+            StoreTx::Sqlite(t, _turn) => t.rollback().await?,
         }
         Ok(())
     }
@@ -429,11 +431,15 @@ impl StoreTx {
 
 impl Store {
     /// A write transaction on the store's database (IMMEDIATE on SQLite, so
-    /// it never has to upgrade a read lock).
+    /// it never has to upgrade a read lock), for background work: on SQLite
+    /// it waits behind this process's commands ([`crate::turns`]).
     pub async fn begin(&self) -> Result<StoreTx, StoreError> {
         Ok(match self.backend() {
             Backend::Postgres(p) => StoreTx::Postgres(p.begin().await?),
-            Backend::Sqlite(p) => StoreTx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?),
+            Backend::Sqlite(p) => {
+                let turn = self.write_turn(Class::Background).await;
+                StoreTx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?, turn)
+            }
         })
     }
 

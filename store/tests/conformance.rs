@@ -131,7 +131,7 @@ async fn raw_append(ts: &TestStore, hold: Duration, commit: bool) -> BatchId {
                 .await
                 .unwrap();
         }
-        StoreTx::Sqlite(t) => {
+        StoreTx::Sqlite(t, _) => {
             sqlx::query(sql)
                 .bind(id.to_string())
                 .bind(payload)
@@ -254,7 +254,7 @@ async fn a_reader_waits_for_a_lower_position_still_in_flight(kind: Kind) {
             let ts_store = ts.store.clone();
             async move {
                 let mut tx = ts_store.begin().await.unwrap();
-                if let StoreTx::Sqlite(t) = &mut tx {
+                if let StoreTx::Sqlite(t, _) = &mut tx {
                     let (p, m, id) = raw_event(BatchId::new());
                     sqlx::query(raw_insert_sql(Kind::Sqlite))
                         .bind(BatchId::new().to_string())
@@ -554,7 +554,7 @@ impl Handler for Recorder {
                     .execute(&mut **t)
                     .await?;
             }
-            StoreTx::Sqlite(t) => {
+            StoreTx::Sqlite(t, _) => {
                 sqlx::query("INSERT INTO seen (event_id, position) VALUES (?, ?)")
                     .bind(&id)
                     .bind(pos)
