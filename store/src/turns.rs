@@ -9,10 +9,11 @@
 //! Two classes: [`Class::Command`] (a request is waiting on it: appends,
 //! idempotency records) goes before [`Class::Background`] (subscriptions
 //! applying batches and moving checkpoints, rebuilds), so a command waits
-//! for at most the one transaction in progress. Background work is not
-//! starved: when both wait, every [`COMMANDS_PER_BACKGROUND`]-th turn goes
-//! to the oldest background writer. Within a class, first come first
-//! served.
+//! for the transaction in progress and the commands ahead of it, not for
+//! the background writes queued before it. Background work is not starved:
+//! when both wait, every turn after [`COMMANDS_PER_BACKGROUND`] command
+//! turns in a row goes to the oldest background writer. Within a class,
+//! first come first served.
 //!
 //! A turn handed to a waiter that gave up (its future dropped) passes on to
 //! the next one: the turn travels as a value whose drop releases it.
