@@ -253,9 +253,8 @@ mod tests {
     /// process's turns: while a turn is held, neither reaches SQLite.
     #[tokio::test]
     async fn sqlite_writes_wait_for_their_turn() {
-        let dir = std::env::temp_dir().join(format!("fl-turns-{}", uuid::Uuid::now_v7()));
-        let url = format!("sqlite://{}/log.db", dir.display());
-        let store = Store::connect(StoreConfig::new(url)).await.unwrap();
+        let db = testkit::TestDb::new(testkit::Kind::Sqlite, "turns").await;
+        let store = Store::connect(StoreConfig::new(&db.url)).await.unwrap();
         store.migrate().await.unwrap();
         let held = store.write_turn(turns::Class::Background).await;
         assert!(held.is_some());
@@ -273,6 +272,6 @@ mod tests {
         command.await.unwrap().unwrap();
         background.await.unwrap().unwrap();
         store.close().await;
-        let _ = std::fs::remove_dir_all(dir);
+        db.remove().await;
     }
 }
