@@ -11,7 +11,7 @@ use event_schemas::{Actor, EventMetadata};
 use store::{CommandError, StoreError};
 use uuid::Uuid;
 
-use crate::AppState;
+use write_side::WriteSide;
 
 use Category::*;
 use PricingUnit::*;
@@ -532,11 +532,11 @@ pub struct Loaded {
 
 /// Loads the demo catalogue and stock unless the catalogue already has
 /// products. Returns what it loaded (nothing on a second run).
-pub async fn load(state: &AppState) -> Result<Loaded, StoreError> {
-    if !state.catalog.list().await?.is_empty() {
+pub async fn load(write: &WriteSide) -> Result<Loaded, StoreError> {
+    if !write.catalog.list().await?.is_empty() {
         return Ok(Loaded::default());
     }
-    let now = state.clock.now();
+    let now = write.clock.now();
     let meta = EventMetadata {
         occurred_at: now,
         correlation_id: Uuid::now_v7(),
@@ -561,7 +561,7 @@ pub async fn load(state: &AppState) -> Result<Loaded, StoreError> {
             },
         )
         .expect("demo products are valid");
-        state.catalog.upsert(&product).await?;
+        write.catalog.upsert(&product).await?;
         loaded.products += 1;
         // Two batches per product per warehouse: an older one nearing its
         // expiry and a fresh one, so FEFO has something to choose.
@@ -593,7 +593,7 @@ pub async fn load(state: &AppState) -> Result<Loaded, StoreError> {
                     procurement_cost: Money::new(cost, Currency::EUR).expect("valid"),
                     cold_chain: *cold,
                 };
-                state
+                write
                     .batches
                     .execute(&batch_id.to_string(), cmd, &meta)
                     .await

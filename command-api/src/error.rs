@@ -72,13 +72,14 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        match &e {
-            StoreError::Database(sqlx::Error::PoolTimedOut | sqlx::Error::Io(_)) => ApiError::new(
+        if e.is_outage() {
+            ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 e.to_string(),
-            ),
-            _ => ApiError::internal(e.to_string()),
+            )
+        } else {
+            ApiError::internal(e.to_string())
         }
     }
 }

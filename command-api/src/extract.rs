@@ -106,7 +106,7 @@ impl FromRequestParts<AppState> for RequestContext {
                 id: "back-office".into(),
             },
         };
-        let now = state.clock.now();
+        let now = state.write.clock.now();
         let occurred_at = match header(parts, OCCURRED_AT)? {
             Some(v) => {
                 let t = DateTime::parse_from_rfc3339(v)

@@ -69,7 +69,7 @@ pub async fn receive_batch(
         procurement_cost: b.procurement_cost,
         cold_chain: b.cold_chain,
     };
-    run(&s.batches, id.to_string(), cmd, &ctx, true).await
+    run(&s.write.batches, id.to_string(), cmd, &ctx, true).await
 }
 
 pub async fn reserve(
@@ -82,7 +82,7 @@ pub async fn reserve(
         order_id: b.order_id,
         quantity: b.quantity,
     };
-    run(&s.batches, id.to_string(), cmd, &ctx, false).await
+    run(&s.write.batches, id.to_string(), cmd, &ctx, false).await
 }
 
 pub async fn release(
@@ -95,7 +95,7 @@ pub async fn release(
         order_id: b.order_id,
         reason: b.reason,
     };
-    run(&s.batches, id.to_string(), cmd, &ctx, false).await
+    run(&s.write.batches, id.to_string(), cmd, &ctx, false).await
 }
 
 pub async fn pick(
@@ -108,7 +108,7 @@ pub async fn pick(
         order_id: b.order_id,
         quantity: b.quantity,
     };
-    run(&s.batches, id.to_string(), cmd, &ctx, false).await
+    run(&s.write.batches, id.to_string(), cmd, &ctx, false).await
 }
 
 pub async fn adjust(
@@ -121,7 +121,7 @@ pub async fn adjust(
         counted_on_hand: b.counted_on_hand,
         note: b.note,
     };
-    run(&s.batches, id.to_string(), cmd, &ctx, false).await
+    run(&s.write.batches, id.to_string(), cmd, &ctx, false).await
 }
 
 pub async fn write_off(
@@ -135,7 +135,7 @@ pub async fn write_off(
         reason: b.reason,
         note: b.note,
     };
-    run(&s.batches, id.to_string(), cmd, &ctx, false).await
+    run(&s.write.batches, id.to_string(), cmd, &ctx, false).await
 }
 
 pub async fn expiry_warning(
@@ -145,7 +145,7 @@ pub async fn expiry_warning(
     ApiJson(_): ApiJson<Empty>,
 ) -> Result<Response, ApiError> {
     run(
-        &s.batches,
+        &s.write.batches,
         id.to_string(),
         IC::RaiseExpiryWarning,
         &ctx,
@@ -160,7 +160,14 @@ pub async fn expire(
     ctx: RequestContext,
     ApiJson(_): ApiJson<Empty>,
 ) -> Result<Response, ApiError> {
-    run(&s.batches, id.to_string(), IC::MarkExpired, &ctx, false).await
+    run(
+        &s.write.batches,
+        id.to_string(),
+        IC::MarkExpired,
+        &ctx,
+        false,
+    )
+    .await
 }
 
 // --- orders --------------------------------------------------------------------
@@ -180,7 +187,7 @@ pub async fn place_order(
         delivery_address: b.delivery_address,
         payment_method: b.payment_method,
     };
-    run(&s.orders, id.to_string(), cmd, &ctx, true).await
+    run(&s.write.orders, id.to_string(), cmd, &ctx, true).await
 }
 
 pub async fn confirm_allocation(
@@ -192,7 +199,7 @@ pub async fn confirm_allocation(
     let cmd = OC::ConfirmAllocation {
         allocations: b.allocations,
     };
-    run(&s.orders, id.to_string(), cmd, &ctx, false).await
+    run(&s.write.orders, id.to_string(), cmd, &ctx, false).await
 }
 
 pub async fn mark_paid(
@@ -205,7 +212,7 @@ pub async fn mark_paid(
         payment_id: b.payment_id,
         amount: b.amount,
     };
-    run(&s.orders, id.to_string(), cmd, &ctx, false).await
+    run(&s.write.orders, id.to_string(), cmd, &ctx, false).await
 }
 
 pub async fn pack(
@@ -217,7 +224,7 @@ pub async fn pack(
     let cmd = OC::PackOrder {
         lines: b.requests(),
     };
-    run(&s.orders, id.to_string(), cmd, &ctx, false).await
+    run(&s.write.orders, id.to_string(), cmd, &ctx, false).await
 }
 
 pub async fn ship(
@@ -229,7 +236,7 @@ pub async fn ship(
     let cmd = OC::ShipOrder {
         delivery_id: b.delivery_id,
     };
-    run(&s.orders, id.to_string(), cmd, &ctx, false).await
+    run(&s.write.orders, id.to_string(), cmd, &ctx, false).await
 }
 
 pub async fn deliver(
@@ -241,7 +248,7 @@ pub async fn deliver(
     let cmd = OC::MarkDelivered {
         delivery_id: b.delivery_id,
     };
-    run(&s.orders, id.to_string(), cmd, &ctx, false).await
+    run(&s.write.orders, id.to_string(), cmd, &ctx, false).await
 }
 
 pub async fn cancel(
@@ -254,7 +261,7 @@ pub async fn cancel(
         reason: b.reason,
         note: b.note,
     };
-    run(&s.orders, id.to_string(), cmd, &ctx, false).await
+    run(&s.write.orders, id.to_string(), cmd, &ctx, false).await
 }
 
 pub async fn cancel_line(
@@ -268,7 +275,7 @@ pub async fn cancel_line(
         reason: b.reason,
         note: b.note,
     };
-    run(&s.orders, id.to_string(), cmd, &ctx, false).await
+    run(&s.write.orders, id.to_string(), cmd, &ctx, false).await
 }
 
 pub async fn request_refund(
@@ -281,7 +288,7 @@ pub async fn request_refund(
         amount: b.amount,
         reason: b.reason,
     };
-    run(&s.orders, id.to_string(), cmd, &ctx, false).await
+    run(&s.write.orders, id.to_string(), cmd, &ctx, false).await
 }
 
 // --- payments ------------------------------------------------------------------
@@ -299,7 +306,7 @@ pub async fn initiate_payment(
         gateway: b.gateway,
         amount_due: b.amount_due,
     };
-    run(&s.payments, id.to_string(), cmd, &ctx, true).await
+    run(&s.write.payments, id.to_string(), cmd, &ctx, true).await
 }
 
 pub async fn gateway_event(
@@ -326,7 +333,7 @@ pub async fn gateway_event(
         GatewayEvent::Failed { code, message } => PC::FailPayment { code, message },
         GatewayEvent::Voided { gateway_reference } => PC::VoidPayment { gateway_reference },
     };
-    run(&s.payments, id.to_string(), cmd, &ctx, false).await
+    run(&s.write.payments, id.to_string(), cmd, &ctx, false).await
 }
 
 pub async fn refund_payment(
@@ -340,7 +347,7 @@ pub async fn refund_payment(
         gateway_reference: b.gateway_reference,
         note: b.note,
     };
-    run(&s.payments, id.to_string(), cmd, &ctx, false).await
+    run(&s.write.payments, id.to_string(), cmd, &ctx, false).await
 }
 
 pub async fn collect_cash(
@@ -353,7 +360,7 @@ pub async fn collect_cash(
         amount: b.amount,
         rider_id: b.rider_id,
     };
-    run(&s.payments, id.to_string(), cmd, &ctx, false).await
+    run(&s.write.payments, id.to_string(), cmd, &ctx, false).await
 }
 
 // --- deliveries ----------------------------------------------------------------
@@ -371,7 +378,7 @@ pub async fn create_delivery(
         address: b.address,
         cold_chain: b.cold_chain,
     };
-    run(&s.deliveries, id.to_string(), cmd, &ctx, true).await
+    run(&s.write.deliveries, id.to_string(), cmd, &ctx, true).await
 }
 
 pub async fn assign_rider(
@@ -383,7 +390,7 @@ pub async fn assign_rider(
     let cmd = DC::AssignRider {
         rider_id: b.rider_id,
     };
-    run(&s.deliveries, id.to_string(), cmd, &ctx, false).await
+    run(&s.write.deliveries, id.to_string(), cmd, &ctx, false).await
 }
 
 pub async fn pick_up(
@@ -395,7 +402,7 @@ pub async fn pick_up(
     let cmd = DC::PickUp {
         rider_id: b.rider_id,
     };
-    run(&s.deliveries, id.to_string(), cmd, &ctx, false).await
+    run(&s.write.deliveries, id.to_string(), cmd, &ctx, false).await
 }
 
 pub async fn report_location(
@@ -407,7 +414,7 @@ pub async fn report_location(
     let cmd = DC::ReportLocation {
         location: b.location,
     };
-    run(&s.deliveries, id.to_string(), cmd, &ctx, false).await
+    run(&s.write.deliveries, id.to_string(), cmd, &ctx, false).await
 }
 
 pub async fn complete_delivery(
@@ -417,7 +424,7 @@ pub async fn complete_delivery(
     ApiJson(b): ApiJson<CompleteDelivery>,
 ) -> Result<Response, ApiError> {
     let cmd = DC::CompleteDelivery { proof: b.proof };
-    run(&s.deliveries, id.to_string(), cmd, &ctx, false).await
+    run(&s.write.deliveries, id.to_string(), cmd, &ctx, false).await
 }
 
 pub async fn fail_attempt(
@@ -427,7 +434,7 @@ pub async fn fail_attempt(
     ApiJson(b): ApiJson<FailAttempt>,
 ) -> Result<Response, ApiError> {
     let cmd = DC::FailAttempt { reason: b.reason };
-    run(&s.deliveries, id.to_string(), cmd, &ctx, false).await
+    run(&s.write.deliveries, id.to_string(), cmd, &ctx, false).await
 }
 
 // --- catalogue -------------------------------------------------------------------
@@ -447,12 +454,12 @@ pub async fn put_product(
         b.nutrition,
     )
     .map_err(|e| ApiError::invalid("invalid_product", e.to_string()))?;
-    s.catalog.upsert(&product).await?;
+    s.write.catalog.upsert(&product).await?;
     Ok(Json(product).into_response())
 }
 
 pub async fn list_products(State(s): State<AppState>) -> Result<Response, ApiError> {
-    Ok(Json(s.catalog.list().await?).into_response())
+    Ok(Json(s.write.catalog.list().await?).into_response())
 }
 
 // --- audit -----------------------------------------------------------------------
@@ -462,10 +469,10 @@ pub async fn log_status(State(s): State<AppState>) -> Result<Json<LogStatus>, Ap
     // before it moves its checkpoint, so "every checkpoint at the head" then
     // means settled. (Read the other way round, a reaction appended between
     // the two reads made a stale head look settled.)
-    let subscriptions = s.store.subscriptions().await?;
+    let subscriptions = s.write.store.subscriptions().await?;
     Ok(Json(LogStatus {
-        head_position: s.store.head().await?,
-        event_count: s.store.count().await?,
+        head_position: s.write.store.head().await?,
+        event_count: s.write.store.count().await?,
         subscriptions: subscriptions
             .into_iter()
             .map(|x| SubscriptionInfo {
@@ -487,7 +494,7 @@ pub async fn events(
     if !(1..=1_000).contains(&limit) {
         return Err(ApiError::invalid("invalid_limit", "limit is 1 to 1000"));
     }
-    Ok(Json(s.store.read_all(q.after, limit).await?).into_response())
+    Ok(Json(s.write.store.read_all(q.after, limit).await?).into_response())
 }
 
 pub async fn stream_events(
@@ -500,7 +507,7 @@ pub async fn stream_events(
             format!("stream types are {:?}", event_schemas::STREAM_TYPES),
         ));
     }
-    let events = s.store.read_stream(&stream_type, &stream_id).await?;
+    let events = s.write.store.read_stream(&stream_type, &stream_id).await?;
     if events.is_empty() {
         return Err(ApiError::not_found("stream_not_found", "no such stream"));
     }
@@ -511,7 +518,7 @@ pub async fn correlation_events(
     State(s): State<AppState>,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Response, ApiError> {
-    Ok(Json(s.store.read_correlation(id).await?).into_response())
+    Ok(Json(s.write.store.read_correlation(id).await?).into_response())
 }
 
 // --- operations ------------------------------------------------------------------
@@ -543,7 +550,7 @@ pub async fn move_clock(
         }
     }
     // Wake the scheduler: timers may be due now.
-    s.store.nudge();
+    s.write.store.nudge();
     Ok(Json(ClockNow { now: clock.now() }).into_response())
 }
 
@@ -552,7 +559,8 @@ pub async fn healthz() -> &'static str {
 }
 
 pub async fn readyz(State(s): State<AppState>) -> Result<&'static str, ApiError> {
-    s.store
+    s.write
+        .store
         .head()
         .await
         .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string()))?;

@@ -33,7 +33,7 @@ enum Claim {
 
 async fn claim(state: &AppState, key: &str, hash: &str) -> Result<Claim, ApiError> {
     let inserted = sql::exec_pool(
-        &state.store,
+        &state.write.store,
         "INSERT INTO idempotency_keys (key, request_hash) VALUES (?, ?) ON CONFLICT DO NOTHING",
         &[key.into(), hash.into()],
     )
@@ -42,7 +42,7 @@ async fn claim(state: &AppState, key: &str, hash: &str) -> Result<Claim, ApiErro
         return Ok(Claim::Mine);
     }
     let row = sql::fetch(
-        &state.store,
+        &state.write.store,
         "SELECT request_hash, status, response_body FROM idempotency_keys WHERE key = ?",
         &[key.into()],
     )
@@ -71,14 +71,14 @@ async fn claim(state: &AppState, key: &str, hash: &str) -> Result<Claim, ApiErro
 async fn settle(state: &AppState, key: &str, status: StatusCode, body: &str) {
     let r = if status.is_server_error() {
         sql::exec_pool(
-            &state.store,
+            &state.write.store,
             "DELETE FROM idempotency_keys WHERE key = ?",
             &[key.into()],
         )
         .await
     } else {
         sql::exec_pool(
-            &state.store,
+            &state.write.store,
             "UPDATE idempotency_keys SET status = ?, response_body = ? WHERE key = ?",
             &[i64::from(status.as_u16()).into(), body.into(), key.into()],
         )

@@ -3,7 +3,6 @@
 //! keys, correlation ids, and an OpenAPI 3.1 document generated from the
 //! same route table that builds the router.
 
-pub mod catalog;
 pub mod demo;
 pub mod dto;
 pub mod error;
@@ -20,15 +19,10 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use domain::clock::Clock;
-use domain::delivery::Delivery;
-use domain::inventory::{InventoryBatch, InventoryServices};
-use domain::order::{Order, OrderServices};
-use domain::payment::Payment;
-use store::{Aggregates, Store};
+use domain::clock::FixedClock;
 use uuid::Uuid;
+use write_side::WriteSide;
 
-use crate::catalog::SqlCatalog;
 use crate::extract::{CorrelationId, CORRELATION_ID};
 
 /// Largest request body accepted (413 beyond).
@@ -37,49 +31,18 @@ pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// Everything a request handler reaches.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Store,
-    pub catalog: Arc<SqlCatalog>,
-    pub clock: Arc<dyn Clock>,
+    /// The command handlers, the clock, the catalogue and the store.
+    pub write: WriteSide,
     /// Set when the server runs on a manual clock (`serve --clock manual`):
     /// `POST /api/v1/clock` moves it. Tests and demos only.
-    pub manual_clock: Option<Arc<domain::clock::FixedClock>>,
-    pub orders: Arc<Aggregates<Order>>,
-    pub batches: Arc<Aggregates<InventoryBatch>>,
-    pub payments: Arc<Aggregates<Payment>>,
-    pub deliveries: Arc<Aggregates<Delivery>>,
+    pub manual_clock: Option<Arc<FixedClock>>,
 }
 
 impl AppState {
-    /// A state whose clock only moves through `POST /api/v1/clock`.
-    pub fn with_manual_clock(store: &Store, clock: Arc<domain::clock::FixedClock>) -> Self {
-        let mut s = Self::new(store, clock.clone());
-        s.manual_clock = Some(clock);
-        s
-    }
-
-    pub fn new(store: &Store, clock: Arc<dyn Clock>) -> Self {
-        let catalog = Arc::new(SqlCatalog::new(store));
+    pub fn new(write: WriteSide, manual_clock: Option<Arc<FixedClock>>) -> Self {
         AppState {
-            store: store.clone(),
-            catalog: catalog.clone(),
-            clock: clock.clone(),
-            manual_clock: None,
-            orders: Arc::new(Aggregates::new(
-                store,
-                OrderServices {
-                    catalog: catalog.clone(),
-                    clock: clock.clone(),
-                },
-            )),
-            batches: Arc::new(Aggregates::new(
-                store,
-                InventoryServices {
-                    clock,
-                    catalog: catalog.clone(),
-                },
-            )),
-            payments: Arc::new(Aggregates::new(store, ())),
-            deliveries: Arc::new(Aggregates::new(store, ())),
+            write,
+            manual_clock,
         }
     }
 }

@@ -5,6 +5,7 @@
 //! while the API keeps serving.
 
 pub mod models;
+mod rebuild;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,15 +17,18 @@ use store::{Handler, HandlerError, Store, StoreError, StoreTx, Subscription};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use models::Model;
-use store::sql::{exec, exec_pool, fetch};
+pub use models::{Model, ReadModel};
+pub use rebuild::{rebuild, rebuild_all};
+use store::sql::{exec_pool, fetch};
 
 /// Bumped when a model's tables or rules change: a model whose stored
 /// version differs is rebuilt from the log at start.
 pub const SCHEMA_VERSION: i64 = 2;
 
-const NEXT: &str = "_next";
-const OLD: &str = "_old";
+/// Suffixes of a model's tables while a rebuild builds them beside the
+/// live ones, and of the live ones while they are swapped out.
+pub(crate) const NEXT: &str = "_next";
+pub(crate) const OLD: &str = "_old";
 
 /// A model writing into tables with a suffix ("" live, "_next" rebuilding).
 pub struct Projector {
@@ -35,7 +39,7 @@ pub struct Projector {
 #[async_trait]
 impl Handler for Projector {
     fn wants(&self, event: &RecordedEvent) -> bool {
-        self.model.wants(&event.stream_type)
+        self.model.wants(event)
     }
 
     async fn handle(&self, tx: &mut StoreTx, event: &RecordedEvent) -> Result<(), HandlerError> {
@@ -61,7 +65,11 @@ async fn table_exists(store: &Store, table: &str) -> bool {
     .is_ok()
 }
 
-async fn create_tables(store: &Store, model: Model, suffix: &str) -> Result<(), StoreError> {
+pub(crate) async fn create_tables(
+    store: &Store,
+    model: Model,
+    suffix: &str,
+) -> Result<(), StoreError> {
     let tag = format!(
         "{}",
         chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()
@@ -72,9 +80,18 @@ async fn create_tables(store: &Store, model: Model, suffix: &str) -> Result<(), 
     Ok(())
 }
 
-async fn drop_tables(store: &Store, model: Model, suffix: &str) -> Result<(), StoreError> {
-    for (t, _) in model.tables() {
-        exec_pool(store, &format!("DROP TABLE IF EXISTS {t}{suffix}"), &[]).await?;
+pub(crate) async fn drop_tables(
+    store: &Store,
+    model: Model,
+    suffix: &str,
+) -> Result<(), StoreError> {
+    for t in model.tables() {
+        exec_pool(
+            store,
+            &format!("DROP TABLE IF EXISTS {}{suffix}", t.name),
+            &[],
+        )
+        .await?;
     }
     Ok(())
 }
@@ -94,7 +111,7 @@ async fn stored_version(store: &Store, model: Model) -> Option<i64> {
     .and_then(|r| r["version"].as_i64())
 }
 
-async fn set_version(store: &Store, model: Model) -> Result<(), StoreError> {
+pub(crate) async fn set_version(store: &Store, model: Model) -> Result<(), StoreError> {
     exec_pool(
         store,
         "INSERT INTO projection_versions (name, version) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET version = excluded.version",
@@ -110,7 +127,7 @@ async fn set_version(store: &Store, model: Model) -> Result<(), StoreError> {
 pub async fn ensure(store: &Store) -> Result<(), StoreError> {
     let mut changed = Vec::new();
     for model in Model::ALL {
-        let exists = table_exists(store, model.tables()[0].0).await;
+        let exists = table_exists(store, model.tables()[0].name).await;
         match (exists, stored_version(store, model).await) {
             (true, Some(SCHEMA_VERSION)) => {}
             (true, _) => {
@@ -167,166 +184,17 @@ pub async fn catch_up(store: &Store) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Rebuilds one model: [`rebuild_all`] for one.
-pub async fn rebuild(
-    store: &Store,
-    model: Model,
-    progress: impl Fn(u64, u64),
-) -> Result<(), StoreError> {
-    rebuild_all(store, &[model], |_, done, total| progress(done, total)).await
-}
-
-/// Transactions per model and page of a rebuild: on Postgres the streams
-/// of a model are applied in this many parallel transactions (a model's
-/// rows for a stream depend only on that stream's events, so streams are
-/// independent); SQLite has one writer, so one.
-const PARTITIONS: u64 = 4;
-/// Events read per page of a rebuild.
-const PAGE: usize = 2_000;
-
-/// The partition of a stream (FNV-1a of its id): all of a stream's events
-/// go to the same one, in log order.
-fn partition(stream_id: &str, parts: u64) -> u64 {
-    let h = stream_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    });
-    h % parts
-}
-
-/// Applies the events of `page` that `models` want and whose partition
-/// (in `parts_of`, one per event) is `part`, into their `_next` tables, in
-/// one transaction.
-async fn apply_page(
-    store: &Store,
-    models: &[Model],
-    page: &[RecordedEvent],
-    parts_of: &[u64],
-    part: u64,
-) -> Result<(), StoreError> {
-    let mut tx: Option<StoreTx> = None;
-    for (e, _) in page.iter().zip(parts_of).filter(|(_, &p)| p == part) {
-        for &model in models {
-            if !model.wants(&e.stream_type) {
-                continue;
-            }
-            let t = match &mut tx {
-                Some(t) => t,
-                None => tx.insert(store.begin().await?),
-            };
-            model.apply(t, NEXT, e).await.map_err(|err| {
-                StoreError::Persistence(format!(
-                    "rebuilding {} at position {}: {err}",
-                    model.name(),
-                    e.global_position
-                ))
-            })?;
-        }
-    }
-    if let Some(t) = tx {
-        t.commit().await?;
-    }
-    Ok(())
-}
-
-/// Rebuilds `models` from the log into fresh tables, then swaps them in.
-///
-/// The log is read once, a page at a time, for all of them. On Postgres
-/// each page is applied in one transaction per model and partition of its
-/// streams, all concurrently; on SQLite in one transaction. When a read
-/// finds nothing more (the live server may still be appending), each model
-/// is swapped in, in one transaction: the live tables are renamed away, the
-/// new ones take their names, and the live checkpoint moves to where the
-/// rebuild stopped, so the live subscriber (in this or another process)
-/// carries on from there. Readers see the old tables until the swap
-/// commits, the new ones after; nothing is ever half-built. A failure
-/// leaves the live model as it was. `progress(model, done, total)` reports.
-pub async fn rebuild_all(
-    store: &Store,
-    models: &[Model],
-    progress: impl Fn(Model, u64, u64),
-) -> Result<(), StoreError> {
-    for &model in models {
-        drop_tables(store, model, NEXT).await?;
-        drop_tables(store, model, OLD).await?;
-        create_tables(store, model, NEXT).await?;
-    }
-    let parts = match store.backend() {
-        store::Backend::Postgres(_) => PARTITIONS,
-        store::Backend::Sqlite(_) => 1,
-    };
-    let mut total = store.head().await?;
-    let mut at = 0;
-    loop {
-        let page = store.read_all(at, PAGE).await?;
-        let Some(last) = page.last() else { break };
-        at = last.global_position;
-        let parts_of: Vec<u64> = page
-            .iter()
-            .map(|e| partition(&e.stream_id, parts))
-            .collect();
-        if parts == 1 {
-            apply_page(store, models, &page, &parts_of, 0).await?;
-        } else {
-            let (page, parts_of) = (&page, &parts_of);
-            let work = models.iter().flat_map(|m| {
-                (0..parts)
-                    .map(move |p| apply_page(store, std::slice::from_ref(m), page, parts_of, p))
-            });
-            futures_util::future::try_join_all(work).await?;
-        }
-        total = total.max(at);
-        for &model in models {
-            progress(model, at, total);
-        }
-    }
-    for &model in models {
-        swap(store, model, at).await?;
-        progress(model, total, total);
-    }
-    Ok(())
-}
-
-/// Swaps a model's `_next` tables in, with its live checkpoint at `at`.
-async fn swap(store: &Store, model: Model, at: u64) -> Result<(), StoreError> {
-    store.ensure_subscription_exists(model.name()).await?;
-    let mut tx = store.begin().await?;
-    // Checkpoint row first, tables second: the order a live runner locks
-    // them in, so the two can never deadlock.
-    exec(
-        &mut tx,
-        "UPDATE subscriptions SET position = ?, status = 'running', parked_at_position = NULL, last_error = NULL WHERE name = ?",
-        &[at.into(), model.name().into()],
-    )
-    .await?;
-    for (t, _) in model.tables() {
-        exec(&mut tx, &format!("ALTER TABLE {t} RENAME TO {t}{OLD}"), &[]).await?;
-        exec(
-            &mut tx,
-            &format!("ALTER TABLE {t}{NEXT} RENAME TO {t}"),
-            &[],
-        )
-        .await?;
-    }
-    // What a rebuild of an earlier version kept its place in.
-    exec(
-        &mut tx,
-        "DELETE FROM subscriptions WHERE name = ?",
-        &[format!("{}:rebuild", model.name()).into()],
-    )
-    .await?;
-    tx.commit().await?;
-    store.checkpoints_moved();
-    drop_tables(store, model, OLD).await?;
-    set_version(store, model).await?;
-    Ok(())
-}
-
 /// A digest of everything a model holds (all tables, rows in key order).
 pub async fn checksum(store: &Store, model: Model) -> Result<String, StoreError> {
     let mut h = Sha256::new();
-    for (t, order) in model.tables() {
-        let rows = fetch(store, &format!("SELECT * FROM {t} ORDER BY {order}"), &[]).await?;
-        h.update(t.as_bytes());
+    for t in model.tables() {
+        let rows = fetch(
+            store,
+            &format!("SELECT * FROM {} ORDER BY {}", t.name, t.order_by),
+            &[],
+        )
+        .await?;
+        h.update(t.name.as_bytes());
         for r in rows {
             h.update(
                 serde_json::to_string(&r)

@@ -1,22 +1,19 @@
-//! GraphQL types, built from read-model rows.
+//! GraphQL types, built from the read models' typed rows.
 
 use async_graphql::{Enum, SimpleObject};
-use store::sql::JsonRow;
+use event_schemas::values::{Currency, Quantity as DomainQuantity};
+use projections::models::{
+    ts, AvailabilityRow, BatchRow, DeliveryRow, OrderRow, PaymentRow, SpoilageRow, TimelineRow,
+};
+use serde::Serialize;
 
-fn s(r: &JsonRow, k: &str) -> String {
-    r.get(k)
-        .and_then(|v| v.as_str())
+/// The word a serde enum serialises to (`chilled`, `per_kg`, …): what the
+/// API has always shown.
+fn word<T: Serialize>(v: &T) -> String {
+    serde_json::to_value(v)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
         .unwrap_or_default()
-        .to_string()
-}
-fn so(r: &JsonRow, k: &str) -> Option<String> {
-    r.get(k).and_then(|v| v.as_str()).map(str::to_string)
-}
-fn i(r: &JsonRow, k: &str) -> i64 {
-    r.get(k).and_then(|v| v.as_i64()).unwrap_or_default()
-}
-fn io(r: &JsonRow, k: &str) -> Option<i64> {
-    r.get(k).and_then(|v| v.as_i64())
 }
 
 /// Integer minor units of an ISO 4217 currency.
@@ -24,6 +21,21 @@ fn io(r: &JsonRow, k: &str) -> Option<i64> {
 pub struct Money {
     pub amount_minor: i64,
     pub currency: String,
+}
+
+impl Money {
+    pub fn of(amount_minor: i64, currency: Currency) -> Money {
+        Money {
+            amount_minor,
+            currency: currency.to_string(),
+        }
+    }
+}
+
+impl From<event_schemas::values::Money> for Money {
+    fn from(m: event_schemas::values::Money) -> Money {
+        Money::of(m.amount_minor(), m.currency())
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Enum)]
@@ -36,6 +48,19 @@ pub enum Category {
     Imported,
 }
 
+impl From<domain::Category> for Category {
+    fn from(c: domain::Category) -> Category {
+        match c {
+            domain::Category::Fruit => Category::Fruit,
+            domain::Category::Vegetable => Category::Vegetable,
+            domain::Category::Herb => Category::Herb,
+            domain::Category::Mushroom => Category::Mushroom,
+            domain::Category::Organic => Category::Organic,
+            domain::Category::Imported => Category::Imported,
+        }
+    }
+}
+
 #[derive(Debug, Clone, SimpleObject)]
 pub struct Nutrition {
     pub energy_kcal: i64,
@@ -44,6 +69,19 @@ pub struct Nutrition {
     pub sugar_mg: i64,
     pub fat_mg: i64,
     pub fibre_mg: i64,
+}
+
+impl From<domain::Nutrition> for Nutrition {
+    fn from(n: domain::Nutrition) -> Nutrition {
+        Nutrition {
+            energy_kcal: n.energy_kcal.into(),
+            protein_mg: n.protein_mg.into(),
+            carbohydrate_mg: n.carbohydrate_mg.into(),
+            sugar_mg: n.sugar_mg.into(),
+            fat_mg: n.fat_mg.into(),
+            fibre_mg: n.fibre_mg.into(),
+        }
+    }
 }
 
 /// Stock of one SKU in one warehouse, from batches not expired.
@@ -59,6 +97,19 @@ pub struct Availability {
     pub earliest_expiry: Option<String>,
 }
 
+impl From<AvailabilityRow> for Availability {
+    fn from(r: AvailabilityRow) -> Self {
+        Availability {
+            warehouse_id: r.warehouse_id.to_string(),
+            uom: word(&r.uom),
+            on_hand: r.on_hand as i64,
+            reserved: r.reserved as i64,
+            available: r.on_hand as i64 - r.reserved as i64,
+            earliest_expiry: r.earliest.as_ref().map(ts),
+        }
+    }
+}
+
 #[derive(Debug, Clone, SimpleObject)]
 pub struct Product {
     pub sku: String,
@@ -70,6 +121,21 @@ pub struct Product {
     pub origin: String,
     pub nutrition: Nutrition,
     pub availability: Vec<Availability>,
+}
+
+impl From<domain::Product> for Product {
+    fn from(p: domain::Product) -> Self {
+        Product {
+            sku: p.sku.to_string(),
+            name: p.name.as_str().to_string(),
+            categories: p.categories.into_iter().map(Category::from).collect(),
+            price: p.price.amount.into(),
+            per: word(&p.price.per),
+            origin: p.origin,
+            nutrition: p.nutrition.into(),
+            availability: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, SimpleObject)]
@@ -92,25 +158,25 @@ pub struct Batch {
     pub cold_chain: String,
 }
 
-impl From<&JsonRow> for Batch {
-    fn from(r: &JsonRow) -> Self {
+impl From<BatchRow> for Batch {
+    fn from(r: BatchRow) -> Self {
         Batch {
-            batch_id: s(r, "batch_id"),
-            sku: s(r, "sku"),
-            warehouse_id: s(r, "warehouse_id"),
-            supplier_id: s(r, "supplier_id"),
-            uom: s(r, "uom"),
-            received: i(r, "received"),
-            on_hand: i(r, "on_hand"),
-            reserved: i(r, "reserved"),
-            available: i(r, "on_hand") - i(r, "reserved"),
-            picked: i(r, "picked"),
-            written_off: i(r, "written_off"),
-            received_at: s(r, "received_at"),
-            expires_at: s(r, "expires_at"),
-            expired: i(r, "expired") != 0,
-            expiry_warning_raised: i(r, "warned") != 0,
-            cold_chain: s(r, "cold_chain"),
+            batch_id: r.batch_id.to_string(),
+            sku: r.sku.to_string(),
+            warehouse_id: r.warehouse_id.to_string(),
+            supplier_id: r.supplier_id.to_string(),
+            uom: word(&r.uom),
+            received: r.received as i64,
+            on_hand: r.on_hand as i64,
+            reserved: r.reserved as i64,
+            available: r.on_hand as i64 - r.reserved as i64,
+            picked: r.picked as i64,
+            written_off: r.written_off as i64,
+            received_at: ts(&r.received_at),
+            expires_at: ts(&r.expires_at),
+            expired: r.expired,
+            expiry_warning_raised: r.warned,
+            cold_chain: word(&r.cold_chain),
         }
     }
 }
@@ -142,22 +208,19 @@ pub struct SpoilageEntry {
     pub occurred_at: String,
 }
 
-impl From<&JsonRow> for SpoilageEntry {
-    fn from(r: &JsonRow) -> Self {
+impl From<SpoilageRow> for SpoilageEntry {
+    fn from(r: SpoilageRow) -> Self {
         SpoilageEntry {
-            position: i(r, "position"),
-            batch_id: s(r, "batch_id"),
-            sku: s(r, "sku"),
-            warehouse_id: s(r, "warehouse_id"),
-            uom: s(r, "uom"),
-            quantity: i(r, "quantity"),
-            reason: s(r, "reason"),
-            cost: Money {
-                amount_minor: i(r, "cost_minor"),
-                currency: s(r, "currency"),
-            },
-            note: so(r, "note"),
-            occurred_at: s(r, "occurred_at"),
+            position: r.position as i64,
+            batch_id: r.batch_id.to_string(),
+            sku: r.sku.to_string(),
+            warehouse_id: r.warehouse_id.to_string(),
+            uom: word(&r.uom),
+            quantity: r.quantity as i64,
+            reason: word(&r.reason),
+            cost: Money::of(r.cost_minor, r.currency),
+            note: r.note,
+            occurred_at: ts(&r.occurred_at),
         }
     }
 }
@@ -171,13 +234,13 @@ pub struct TimelineEntry {
     pub occurred_at: String,
 }
 
-impl From<&JsonRow> for TimelineEntry {
-    fn from(r: &JsonRow) -> Self {
+impl From<TimelineRow> for TimelineEntry {
+    fn from(r: TimelineRow) -> Self {
         TimelineEntry {
-            position: i(r, "position"),
-            event_type: s(r, "event_type"),
-            status: s(r, "status"),
-            occurred_at: s(r, "occurred_at"),
+            position: r.position as i64,
+            event_type: r.event_type,
+            status: r.status,
+            occurred_at: ts(&r.occurred_at),
         }
     }
 }
@@ -186,6 +249,15 @@ impl From<&JsonRow> for TimelineEntry {
 pub struct Quantity {
     pub uom: String,
     pub amount: i64,
+}
+
+impl From<DomainQuantity> for Quantity {
+    fn from(q: DomainQuantity) -> Self {
+        Quantity {
+            uom: word(&q.uom()),
+            amount: q.amount() as i64,
+        }
+    }
 }
 
 #[derive(Debug, Clone, SimpleObject)]
@@ -221,27 +293,27 @@ pub struct Delivery {
     pub updated_at: String,
 }
 
-impl From<&JsonRow> for Delivery {
-    fn from(r: &JsonRow) -> Self {
+impl From<DeliveryRow> for Delivery {
+    fn from(r: DeliveryRow) -> Self {
         Delivery {
-            delivery_id: s(r, "delivery_id"),
-            order_id: s(r, "order_id"),
-            status: s(r, "status"),
-            rider_id: so(r, "rider_id"),
-            last_location: match (io(r, "lat_micro"), io(r, "lon_micro"), so(r, "located_at")) {
+            delivery_id: r.delivery_id.to_string(),
+            order_id: r.order_id.to_string(),
+            status: r.status,
+            rider_id: r.rider_id.map(|r| r.to_string()),
+            last_location: match (r.lat_micro, r.lon_micro, r.located_at) {
                 (Some(lat), Some(lon), Some(at)) => Some(Location {
                     lat_micro: lat,
                     lon_micro: lon,
-                    reported_at: at,
+                    reported_at: ts(&at),
                 }),
                 _ => None,
             },
-            slot_starts_at: s(r, "slot_starts_at"),
-            slot_ends_at: s(r, "slot_ends_at"),
-            cold_chain: i(r, "cold_chain") != 0,
-            attempts_failed: i(r, "attempts_failed"),
-            proof: so(r, "proof"),
-            updated_at: s(r, "updated_at"),
+            slot_starts_at: ts(&r.slot_starts_at),
+            slot_ends_at: ts(&r.slot_ends_at),
+            cold_chain: r.cold_chain,
+            attempts_failed: r.attempts_failed as i64,
+            proof: r.proof,
+            updated_at: ts(&r.updated_at),
         }
     }
 }
@@ -262,24 +334,21 @@ pub struct Payment {
     pub failure_code: Option<String>,
 }
 
-impl From<&JsonRow> for Payment {
-    fn from(r: &JsonRow) -> Self {
-        let m = |k: &str| Money {
-            amount_minor: i(r, k),
-            currency: s(r, "currency"),
-        };
+impl From<PaymentRow> for Payment {
+    fn from(r: PaymentRow) -> Self {
+        let m = |amount| Money::of(amount, r.currency);
         Payment {
-            payment_id: s(r, "payment_id"),
-            order_id: s(r, "order_id"),
-            method: s(r, "method"),
-            gateway: so(r, "gateway"),
-            status: s(r, "status"),
-            due: m("due_minor"),
-            authorized: m("authorized_minor"),
-            captured: m("captured_minor"),
-            refunded: m("refunded_minor"),
-            collected: m("collected_minor"),
-            failure_code: so(r, "failure_code"),
+            payment_id: r.payment_id.to_string(),
+            order_id: r.order_id.to_string(),
+            method: word(&r.method),
+            gateway: r.gateway.clone(),
+            status: r.status.clone(),
+            due: m(r.due_minor),
+            authorized: m(r.authorized_minor),
+            captured: m(r.captured_minor),
+            refunded: m(r.refunded_minor),
+            collected: m(r.collected_minor),
+            failure_code: r.failure_code.clone(),
         }
     }
 }
@@ -287,61 +356,29 @@ impl From<&JsonRow> for Payment {
 /// An order as the read model holds it.
 #[derive(Debug, Clone)]
 pub struct Order {
-    pub row: JsonRow,
+    pub row: OrderRow,
 }
 
 impl Order {
-    pub fn key(&self) -> String {
-        s(&self.row, "order_id")
+    /// Its keyset position among a customer's orders.
+    pub fn cursor_key(&self) -> String {
+        format!("{}|{}", ts(&self.row.placed_at), self.row.order_id)
     }
-    pub fn customer(&self) -> String {
-        s(&self.row, "customer_id")
+
+    pub fn money(&self, amount_minor: Option<i64>) -> Option<Money> {
+        amount_minor.map(|a| Money::of(a, self.row.currency))
     }
-    pub fn status_text(&self) -> String {
-        s(&self.row, "status")
-    }
-    pub fn placed(&self) -> String {
-        s(&self.row, "placed_at")
-    }
-    pub fn money(&self, k: &str) -> Option<Money> {
-        io(&self.row, k).map(|amount_minor| Money {
-            amount_minor,
-            currency: s(&self.row, "currency"),
-        })
-    }
-    pub fn field(&self, k: &str) -> String {
-        s(&self.row, k)
-    }
-    pub fn opt(&self, k: &str) -> Option<String> {
-        so(&self.row, k)
-    }
-    pub fn int(&self, k: &str) -> i64 {
-        i(&self.row, k)
-    }
-    pub fn parsed_lines(&self) -> Vec<OrderLine> {
-        let lines: Vec<serde_json::Value> =
-            serde_json::from_str(&s(&self.row, "lines")).unwrap_or_default();
-        let cancelled = s(&self.row, "cancelled_skus");
-        let cancelled: Vec<&str> = cancelled.split(',').filter(|s| !s.is_empty()).collect();
-        lines
+
+    pub fn order_lines(&self) -> Vec<OrderLine> {
+        self.row
+            .lines
             .iter()
             .map(|l| OrderLine {
-                cancelled: cancelled.contains(&l["sku"].as_str().unwrap_or_default()),
-                sku: l["sku"].as_str().unwrap_or_default().into(),
-                quantity: Quantity {
-                    uom: l["quantity"]["uom"].as_str().unwrap_or_default().into(),
-                    amount: l["quantity"]["amount"].as_i64().unwrap_or_default(),
-                },
-                unit_price: Money {
-                    amount_minor: l["unit_price"]["amount"]["amount_minor"]
-                        .as_i64()
-                        .unwrap_or_default(),
-                    currency: l["unit_price"]["amount"]["currency"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .into(),
-                },
-                per: l["unit_price"]["per"].as_str().unwrap_or_default().into(),
+                cancelled: self.row.line_cancelled(&l.sku),
+                sku: l.sku.to_string(),
+                quantity: l.quantity.into(),
+                unit_price: l.unit_price.amount.into(),
+                per: word(&l.unit_price.per),
             })
             .collect()
     }

@@ -8,7 +8,7 @@ use async_graphql::{
     Subscription,
 };
 use futures_util::Stream;
-use store::sql::{fetch, Arg, JsonRow};
+use projections::models as read;
 use store::Store;
 
 use crate::model::*;
@@ -41,10 +41,8 @@ fn internal(e: store::StoreError) -> Error {
     coded("INTERNAL", "the read models could not be read")
 }
 
-async fn rows(ctx: &Context<'_>, sql: &str, args: &[Arg]) -> Result<Vec<JsonRow>> {
-    fetch(ctx.data_unchecked::<Store>(), sql, args)
-        .await
-        .map_err(internal)
+fn store<'a>(ctx: &Context<'a>) -> &'a Store {
+    ctx.data_unchecked::<Store>()
 }
 
 /// Read-your-writes: wait (bounded) until every read model has applied the
@@ -104,10 +102,10 @@ fn decode_cursor(after: Option<String>) -> Result<Option<String>> {
 /// One page of a keyset-paginated connection: `found` holds up to `size + 1`
 /// rows (the extra one only says there is a next page); `node` gives each
 /// row's keyset position and node.
-fn page<T: async_graphql::OutputType>(
-    mut found: Vec<JsonRow>,
+fn page<R, T: async_graphql::OutputType>(
+    mut found: Vec<R>,
     size: usize,
-    node: impl Fn(JsonRow) -> (String, T),
+    node: impl Fn(R) -> (String, T),
 ) -> Connection<String, T, EmptyFields, EmptyFields> {
     let more = found.len() > size;
     found.truncate(size);
@@ -124,112 +122,96 @@ fn cursor(key: &str) -> String {
     key.bytes().map(|b| format!("{b:02x}")).collect()
 }
 
-fn parse_category(name: &str) -> Option<Category> {
-    Some(match name {
-        "fruit" => Category::Fruit,
-        "vegetable" => Category::Vegetable,
-        "herb" => Category::Herb,
-        "mushroom" => Category::Mushroom,
-        "organic" => Category::Organic,
-        "imported" => Category::Imported,
-        _ => return None,
-    })
-}
-
-fn now_plus_days(days: i64) -> String {
-    projections::models::ts(&(chrono::Utc::now() + chrono::Duration::days(days)))
-}
-
 #[Object]
 impl Order {
     async fn id(&self) -> String {
-        self.key()
+        self.row.order_id.to_string()
     }
     async fn customer_id(&self) -> String {
-        self.customer()
+        self.row.customer_id.to_string()
     }
     async fn warehouse_id(&self) -> String {
-        self.field("warehouse_id")
+        self.row.warehouse_id.to_string()
     }
     /// CREATED, PAID, PACKED, SHIPPED, DELIVERED or CANCELLED.
     async fn status(&self) -> String {
-        self.status_text()
+        self.row.status.clone()
     }
     /// card or cash_on_delivery
     async fn payment_method(&self) -> String {
-        self.field("payment_method")
+        serde_json::to_value(self.row.payment_method)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_string))
+            .unwrap_or_default()
     }
     async fn lines(&self) -> Vec<OrderLine> {
-        self.parsed_lines()
+        self.order_lines()
     }
     /// As placed, less any cancelled line.
     async fn total(&self) -> Option<Money> {
-        self.money("total_minor")
+        self.money(Some(self.row.total_minor))
     }
     /// As packed (actual weights), once packed.
     async fn packed_total(&self) -> Option<Money> {
-        self.money("packed_total_minor")
+        self.money(self.row.packed_total_minor)
     }
     async fn paid(&self) -> Option<Money> {
-        self.money("paid_minor")
+        self.money(self.row.paid_minor)
     }
     async fn refund_requested(&self) -> Option<Money> {
-        self.money("refund_requested_minor")
+        self.money(Some(self.row.refund_requested_minor))
     }
     async fn allocated(&self) -> bool {
-        self.int("allocated") != 0
+        self.row.allocated
     }
     async fn cancel_reason(&self) -> Option<String> {
-        self.opt("cancel_reason")
+        self.row.cancel_reason.and_then(|r| {
+            serde_json::to_value(r)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+        })
     }
     async fn slot_starts_at(&self) -> String {
-        self.field("slot_starts_at")
+        read::ts(&self.row.slot_starts_at)
     }
     async fn slot_ends_at(&self) -> String {
-        self.field("slot_ends_at")
+        read::ts(&self.row.slot_ends_at)
     }
     async fn placed_at(&self) -> String {
-        self.placed()
+        read::ts(&self.row.placed_at)
     }
     async fn updated_at(&self) -> String {
-        self.field("updated_at")
+        read::ts(&self.row.updated_at)
     }
     /// Global position of the last event applied to this order.
     async fn position(&self) -> i64 {
-        self.int("position")
+        self.row.position as i64
     }
     /// Every state change, oldest first.
     async fn timeline(&self, ctx: &Context<'_>) -> Result<Vec<TimelineEntry>> {
-        Ok(rows(
-            ctx,
-            "SELECT * FROM rm_order_timeline WHERE order_id = ? ORDER BY position",
-            &[self.key().into()],
-        )
-        .await?
-        .iter()
-        .map(TimelineEntry::from)
-        .collect())
+        let id = self.row.order_id.to_string();
+        Ok(read::timeline(store(ctx), &id, 0)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(TimelineEntry::from)
+            .collect())
     }
     async fn delivery(&self, ctx: &Context<'_>) -> Result<Option<Delivery>> {
-        Ok(rows(
-            ctx,
-            "SELECT * FROM rm_deliveries WHERE order_id = ? ORDER BY position DESC",
-            &[self.key().into()],
-        )
-        .await?
-        .first()
-        .map(Delivery::from))
+        let id = self.row.order_id.to_string();
+        Ok(read::delivery_of_order(store(ctx), &id)
+            .await
+            .map_err(internal)?
+            .map(Delivery::from))
     }
     async fn payments(&self, ctx: &Context<'_>) -> Result<Vec<Payment>> {
-        Ok(rows(
-            ctx,
-            "SELECT * FROM rm_payments WHERE order_id = ? ORDER BY position",
-            &[self.key().into()],
-        )
-        .await?
-        .iter()
-        .map(Payment::from)
-        .collect())
+        let id = self.row.order_id.to_string();
+        Ok(read::payments_of_order(store(ctx), &id)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(Payment::from)
+            .collect())
     }
 }
 
@@ -253,91 +235,35 @@ impl Query {
         consistent(ctx, min_position).await?;
         let size = page_size(first)?;
         let after = decode_cursor(after)?.unwrap_or_default();
-        let products = rows(
-            ctx,
-            "SELECT CAST(product AS TEXT) AS product FROM products WHERE sku > ? ORDER BY sku",
-            &[after.into()],
-        )
-        .await?;
-        let shelf = now_plus_days(min_shelf_life_days.unwrap_or(0).max(0) as i64);
-        let mut out = Vec::new();
+        let products: Vec<domain::Product> = store(ctx)
+            .products(&after, usize::MAX)
+            .await
+            .map_err(internal)?;
+        let fresh_until = chrono::Utc::now()
+            + chrono::Duration::days(min_shelf_life_days.unwrap_or(0).max(0) as i64);
+        let mut out: Vec<Product> = Vec::new();
         let mut more = false;
-        for row in &products {
-            let p: serde_json::Value =
-                serde_json::from_str(row["product"].as_str().unwrap_or("{}"))
-                    .map_err(|_| coded("INTERNAL", "corrupt catalogue entry"))?;
-            let categories: Vec<Category> = p["categories"]
-                .as_array()
-                .map(|a| {
-                    a.iter()
-                        .filter_map(|c| parse_category(c.as_str()?))
-                        .collect()
-                })
-                .unwrap_or_default();
-            if category.is_some_and(|c| !categories.contains(&c)) {
+        for p in products {
+            let p = Product::from(p);
+            if category.is_some_and(|c| !p.categories.contains(&c)) {
                 continue;
             }
             if out.len() == size {
                 more = true;
                 break;
             }
-            let sku = p["sku"].as_str().unwrap_or_default().to_string();
-            let n = &p["nutrition"];
-            let num = |k: &str| n[k].as_i64().unwrap_or(0);
-            out.push(Product {
-                sku,
-                name: p["name"].as_str().unwrap_or_default().into(),
-                categories,
-                price: Money {
-                    amount_minor: p["price"]["amount"]["amount_minor"].as_i64().unwrap_or(0),
-                    currency: p["price"]["amount"]["currency"]
-                        .as_str()
-                        .unwrap_or_default()
-                        .into(),
-                },
-                per: p["price"]["per"].as_str().unwrap_or_default().into(),
-                origin: p["origin"].as_str().unwrap_or_default().into(),
-                nutrition: Nutrition {
-                    energy_kcal: num("energy_kcal"),
-                    protein_mg: num("protein_mg"),
-                    carbohydrate_mg: num("carbohydrate_mg"),
-                    sugar_mg: num("sugar_mg"),
-                    fat_mg: num("fat_mg"),
-                    fibre_mg: num("fibre_mg"),
-                },
-                availability: Vec::new(),
-            });
+            out.push(p);
         }
         // Availability for the whole page in one query, not one per product.
-        if !out.is_empty() {
-            let marks = vec!["?"; out.len()].join(", ");
-            let mut sql = format!(
-                "SELECT sku, warehouse_id, uom, CAST(SUM(on_hand) AS BIGINT) AS on_hand, \
-                 CAST(SUM(reserved) AS BIGINT) AS reserved, \
-                 MIN(CASE WHEN on_hand > reserved THEN expires_at END) AS earliest \
-                 FROM rm_batches WHERE sku IN ({marks}) AND expired = 0 AND expires_at >= ?"
-            );
-            let mut args: Vec<Arg> = out.iter().map(|p| p.sku.clone().into()).collect();
-            args.push(shelf.into());
-            if let Some(w) = &warehouse_id {
-                sql.push_str(" AND warehouse_id = ?");
-                args.push(w.clone().into());
-            }
-            sql.push_str(" GROUP BY sku, warehouse_id, uom ORDER BY sku, warehouse_id");
-            for r in rows(ctx, &sql, &args).await? {
-                let on_hand = r["on_hand"].as_i64().unwrap_or(0);
-                let reserved = r["reserved"].as_i64().unwrap_or(0);
-                let sku = r["sku"].as_str().unwrap_or_default();
-                if let Some(p) = out.iter_mut().find(|p| p.sku == sku) {
-                    p.availability.push(Availability {
-                        warehouse_id: r["warehouse_id"].as_str().unwrap_or_default().into(),
-                        uom: r["uom"].as_str().unwrap_or_default().into(),
-                        on_hand,
-                        reserved,
-                        available: on_hand - reserved,
-                        earliest_expiry: r["earliest"].as_str().map(str::to_string),
-                    });
-                }
+        let skus: Vec<event_schemas::values::Sku> =
+            out.iter().filter_map(|p| p.sku.parse().ok()).collect();
+        let found = read::availability(store(ctx), &skus, fresh_until, warehouse_id.as_deref())
+            .await
+            .map_err(internal)?;
+        for r in found {
+            let sku = r.sku.to_string();
+            if let Some(p) = out.iter_mut().find(|p| p.sku == sku) {
+                p.availability.push(Availability::from(r));
             }
         }
         let mut c = Connection::new(false, more);
@@ -354,15 +280,10 @@ impl Query {
         min_position: Option<i64>,
     ) -> Result<Option<Order>> {
         consistent(ctx, min_position).await?;
-        Ok(rows(
-            ctx,
-            "SELECT * FROM rm_orders WHERE order_id = ?",
-            &[id.into()],
-        )
-        .await?
-        .into_iter()
-        .next()
-        .map(|row| Order { row }))
+        Ok(read::order(store(ctx), &id)
+            .await
+            .map_err(internal)?
+            .map(|row| Order { row }))
     }
 
     /// A customer's orders, newest first (Relay connection).
@@ -376,26 +297,20 @@ impl Query {
     ) -> Result<Connection<String, Order, EmptyFields, EmptyFields>> {
         consistent(ctx, min_position).await?;
         let size = page_size(first)?;
-        let (sql, args): (&str, Vec<Arg>) = match decode_cursor(after)? {
-            None => (
-                "SELECT * FROM rm_orders WHERE customer_id = ? ORDER BY placed_at DESC, order_id DESC LIMIT ?",
-                vec![customer_id.into(), (size as i64 + 1).into()],
+        let after = decode_cursor(after)?;
+        let before = match &after {
+            None => None,
+            Some(c) => Some(
+                c.split_once('|')
+                    .ok_or_else(|| coded("BAD_CURSOR", "malformed cursor"))?,
             ),
-            Some(c) => {
-                let (placed, id) = c
-                    .split_once('|')
-                    .ok_or_else(|| coded("BAD_CURSOR", "malformed cursor"))?;
-                (
-                    "SELECT * FROM rm_orders WHERE customer_id = ? AND (placed_at < ? OR (placed_at = ? AND order_id < ?)) \
-                     ORDER BY placed_at DESC, order_id DESC LIMIT ?",
-                    vec![customer_id.into(), placed.into(), placed.into(), id.into(), (size as i64 + 1).into()],
-                )
-            }
         };
-        let found = rows(ctx, sql, &args).await?;
+        let found = read::customer_orders(store(ctx), &customer_id, before, size + 1)
+            .await
+            .map_err(internal)?;
         Ok(page(found, size, |row| {
             let o = Order { row };
-            (format!("{}|{}", o.placed(), o.key()), o)
+            (o.cursor_key(), o)
         }))
     }
 
@@ -408,12 +323,9 @@ impl Query {
         min_position: Option<i64>,
     ) -> Result<Option<Delivery>> {
         consistent(ctx, min_position).await?;
-        let (sql, arg) = match (id, order_id) {
-            (Some(id), None) => ("SELECT * FROM rm_deliveries WHERE delivery_id = ?", id),
-            (None, Some(o)) => (
-                "SELECT * FROM rm_deliveries WHERE order_id = ? ORDER BY position DESC",
-                o,
-            ),
+        let found = match (id, order_id) {
+            (Some(id), None) => read::delivery(store(ctx), &id).await,
+            (None, Some(o)) => read::delivery_of_order(store(ctx), &o).await,
             _ => {
                 return Err(coded(
                     "BAD_USER_INPUT",
@@ -421,10 +333,7 @@ impl Query {
                 ))
             }
         };
-        Ok(rows(ctx, sql, &[arg.into()])
-            .await?
-            .first()
-            .map(Delivery::from))
+        Ok(found.map_err(internal)?.map(Delivery::from))
     }
 
     /// Back-office: batches expiring within `withinHours`, soonest first.
@@ -439,23 +348,18 @@ impl Query {
     ) -> Result<Connection<String, Batch, EmptyFields, EmptyFields>> {
         consistent(ctx, min_position).await?;
         let size = page_size(first)?;
-        let horizon = projections::models::ts(
-            &(chrono::Utc::now() + chrono::Duration::hours(within_hours.max(0) as i64)),
-        );
+        let horizon = chrono::Utc::now() + chrono::Duration::hours(within_hours.max(0) as i64);
         let after = decode_cursor(after)?.unwrap_or_default();
-        let mut sql = "SELECT * FROM rm_batches WHERE expired = 0 AND on_hand > 0 AND expires_at <= ? AND (expires_at || '|' || batch_id) > ?".to_string();
-        let mut args: Vec<Arg> = vec![horizon.into(), after.into()];
-        if let Some(w) = warehouse_id {
-            sql.push_str(" AND warehouse_id = ?");
-            args.push(w.into());
-        }
-        sql.push_str(" ORDER BY expires_at, batch_id LIMIT ?");
-        args.push((size as i64 + 1).into());
-        let found = rows(ctx, &sql, &args).await?;
-        Ok(page(found, size, |r| {
-            let b = Batch::from(&r);
-            (format!("{}|{}", b.expires_at, b.batch_id), b)
-        }))
+        let found = read::expiring_batches(
+            store(ctx),
+            horizon,
+            &after,
+            warehouse_id.as_deref(),
+            size + 1,
+        )
+        .await
+        .map_err(internal)?;
+        Ok(page(found, size, |r| (r.expiry_key(), Batch::from(r))))
     }
 
     /// Back-office: write-offs with reason, quantity and cost, newest first.
@@ -475,17 +379,11 @@ impl Query {
                 .parse()
                 .map_err(|_| coded("BAD_CURSOR", "malformed cursor"))?,
         };
-        let mut sql = "SELECT * FROM rm_spoilage WHERE position < ?".to_string();
-        let mut args: Vec<Arg> = vec![before.into()];
-        if let Some(w) = warehouse_id {
-            sql.push_str(" AND warehouse_id = ?");
-            args.push(w.into());
-        }
-        sql.push_str(" ORDER BY position DESC LIMIT ?");
-        args.push((size as i64 + 1).into());
-        let found = rows(ctx, &sql, &args).await?;
+        let found = read::spoilage(store(ctx), before, warehouse_id.as_deref(), size + 1)
+            .await
+            .map_err(internal)?;
         Ok(page(found, size, |r| {
-            let e = SpoilageEntry::from(&r);
+            let e = SpoilageEntry::from(r);
             (e.position.to_string(), e)
         }))
     }
@@ -499,16 +397,12 @@ impl Query {
         min_position: Option<i64>,
     ) -> Result<Vec<StockLevel>> {
         consistent(ctx, min_position).await?;
-        let mut sql = "SELECT * FROM rm_batches WHERE warehouse_id = ? AND expired = 0".to_string();
-        let mut args: Vec<Arg> = vec![warehouse_id.into()];
-        if let Some(s) = sku {
-            sql.push_str(" AND sku = ?");
-            args.push(s.into());
-        }
-        sql.push_str(" ORDER BY sku, expires_at, batch_id");
+        let found = read::batches_in_warehouse(store(ctx), &warehouse_id, sku.as_deref())
+            .await
+            .map_err(internal)?;
         let mut out: Vec<StockLevel> = Vec::new();
-        for r in rows(ctx, &sql, &args).await? {
-            let b = Batch::from(&r);
+        for r in found {
+            let b = Batch::from(r);
             match out.last_mut() {
                 Some(level) if level.sku == b.sku => {
                     level.on_hand += b.on_hand;
@@ -538,15 +432,12 @@ impl Query {
         min_position: Option<i64>,
     ) -> Result<Vec<Payment>> {
         consistent(ctx, min_position).await?;
-        Ok(rows(
-            ctx,
-            "SELECT * FROM rm_payments WHERE order_id = ? ORDER BY position",
-            &[order_id.into()],
-        )
-        .await?
-        .iter()
-        .map(Payment::from)
-        .collect())
+        Ok(read::payments_of_order(store(ctx), &order_id)
+            .await
+            .map_err(internal)?
+            .into_iter()
+            .map(Payment::from)
+            .collect())
     }
 }
 
@@ -577,14 +468,10 @@ impl SubscriptionRoot {
         async_stream::stream! {
             let mut wake = store.wakeups();
             loop {
-                let found = fetch(
-                    &store,
-                    "SELECT * FROM rm_order_timeline WHERE order_id = ? AND position > ? ORDER BY position",
-                    &[order_id.clone().into(), last.into()],
-                )
-                .await
-                .unwrap_or_default();
-                for r in &found {
+                let found = read::timeline(&store, &order_id, last.max(0) as u64)
+                    .await
+                    .unwrap_or_default();
+                for r in found {
                     let t = TimelineEntry::from(r);
                     last = t.position;
                     yield OrderStatusChange {

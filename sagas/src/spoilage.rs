@@ -29,12 +29,24 @@ pub struct Spoilage {
     pub warn_before: Duration,
 }
 
+impl Spoilage {
+    /// The spoilage manager on the process's write side.
+    pub fn new(write: &write_side::WriteSide, warn_before: Duration) -> Spoilage {
+        Spoilage {
+            batches: write.batches.clone(),
+            timers: write.timers.clone(),
+            warn_before,
+        }
+    }
+}
+
 #[async_trait]
 impl Reactor for Spoilage {
     fn wants(&self, event: &RecordedEvent) -> bool {
         matches!(
             (event.stream_type.as_str(), event.event_type.as_str()),
-            ("InventoryBatch", "BatchReceived") | ("Timer", "TimerFired")
+            (InventoryBatchEvent::STREAM_TYPE, "BatchReceived")
+                | (TimerEvent::STREAM_TYPE, "TimerFired")
         )
     }
 

@@ -10,34 +10,29 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
 use domain::clock::Clock;
 use domain::timer::{Timer, TimerCommand, TimerError};
 use event_schemas::{Actor, EventMetadata};
-use store::sql::fetch;
 use store::{Aggregates, CommandError, Store, StoreError};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// Fires every due timer once; returns how many it fired and when the next
-/// one is due (RFC 3339, as the read model stores it), if any.
+/// one is due, if any (now, when more may already be due).
 pub async fn fire_due(
     store: &Store,
     timers: &Aggregates<Timer>,
     clock: &dyn Clock,
-) -> Result<(usize, Option<String>), StoreError> {
-    let now = projections::models::ts(&clock.now());
-    // Only what is due (the index on (status, due_at) serves both queries):
-    // this runs on every wake-up, and most find nothing to do.
+) -> Result<(usize, Option<DateTime<Utc>>), StoreError> {
+    let now = clock.now();
+    // Only what is due: this runs on every wake-up, and most find nothing
+    // to do.
     const BATCH: usize = 500;
-    let due = fetch(
-        store,
-        "SELECT timer_id FROM rm_timers WHERE status = 'scheduled' AND due_at <= ? ORDER BY due_at LIMIT 500",
-        &[now.as_str().into()],
-    )
-    .await?;
+    let due = projections::models::due_timers(store, now, BATCH).await?;
     let mut fired = 0;
-    for row in &due {
-        let id = row["timer_id"].as_str().unwrap_or_default();
+    for timer in &due {
+        let id = timer.timer_id.as_str();
         let meta = EventMetadata {
             occurred_at: clock.now(),
             correlation_id: Uuid::parse_str(id).unwrap_or_else(|_| Uuid::now_v7()),
@@ -59,18 +54,7 @@ pub async fn fire_due(
         // More may be due already.
         return Ok((fired, Some(now)));
     }
-    let next = fetch(
-        store,
-        "SELECT due_at FROM rm_timers WHERE status = 'scheduled' AND due_at > ? ORDER BY due_at LIMIT 1",
-        &[now.as_str().into()],
-    )
-    .await?;
-    Ok((
-        fired,
-        next.first()
-            .and_then(|r| r["due_at"].as_str())
-            .map(str::to_string),
-    ))
+    Ok((fired, projections::models::next_due(store, now).await?))
 }
 
 /// Runs the scheduler until `stop`: fire what is due, then sleep until the
@@ -92,14 +76,10 @@ pub async fn run(
         nudges.borrow_and_update();
         let pause = match fire_due(&store, &timers, clock.as_ref()).await {
             // Already due (a backlog): go again at once.
-            Ok((_, Some(next))) => chrono::DateTime::parse_from_rfc3339(&next)
-                .ok()
-                .map(|t| {
-                    (t.with_timezone(&chrono::Utc) - clock.now())
-                        .to_std()
-                        .unwrap_or(Duration::ZERO)
-                })
-                .map_or(poll, |d| d.min(poll)),
+            Ok((_, Some(next))) => (next - clock.now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .min(poll),
             Ok((_, None)) => poll,
             Err(e) => {
                 tracing::error!(error = %e, "scheduler could not fire timers");

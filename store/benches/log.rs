@@ -21,7 +21,7 @@ use event_schemas::inventory::ColdChain;
 use event_schemas::values::*;
 use event_schemas::{Actor, EventMetadata};
 use sqlx::Connection;
-use store::{Aggregates, Backend, Store, StoreConfig};
+use store::{Aggregates, Store, StoreConfig};
 use uuid::Uuid;
 
 fn env(name: &str, default: usize) -> usize {
@@ -107,17 +107,56 @@ where
     n as f64 / started.elapsed().as_secs_f64()
 }
 
+fn cfg_connections(c: usize) -> u32 {
+    (c as u32 + 2).max(4)
+}
+
+/// The baseline's own connection pool to the same database: plain sqlx,
+/// none of the store's machinery.
+#[derive(Clone)]
+enum RawPool {
+    Postgres(sqlx::PgPool),
+    Sqlite(sqlx::SqlitePool),
+}
+
+impl RawPool {
+    async fn open(url: &str, connections: u32) -> RawPool {
+        use std::str::FromStr;
+        if url.starts_with("postgres") {
+            let pool = sqlx::postgres::PgPoolOptions::new()
+                .max_connections(connections)
+                .connect(url)
+                .await
+                .unwrap();
+            RawPool::Postgres(pool)
+        } else {
+            let opts = sqlx::sqlite::SqliteConnectOptions::from_str(url)
+                .unwrap()
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(30));
+            let pool = sqlx::sqlite::SqlitePoolOptions::new()
+                .max_connections(connections.clamp(1, 8))
+                .connect_with(opts)
+                .await
+                .unwrap();
+            RawPool::Sqlite(pool)
+        }
+    }
+}
+
 async fn bench(backend: &'static str, url: &str, n: usize, c: usize) -> Figures {
     let mut cfg = StoreConfig::new(url);
-    cfg.max_connections = (c as u32 + 2).max(4);
+    cfg.max_connections = cfg_connections(c);
     let store = Store::connect(cfg).await.unwrap();
     store.migrate().await.unwrap();
     let raw_table = "CREATE TABLE raw_events (aggregate_type TEXT NOT NULL, aggregate_id TEXT NOT NULL, \
         sequence BIGINT NOT NULL, event_type TEXT NOT NULL, event_version TEXT NOT NULL, payload TEXT NOT NULL, \
         metadata TEXT NOT NULL, PRIMARY KEY (aggregate_type, aggregate_id, sequence))";
-    match store.backend() {
-        Backend::Postgres(p) => sqlx::query(raw_table).execute(p).await.map(|_| ()),
-        Backend::Sqlite(p) => sqlx::query(raw_table).execute(p).await.map(|_| ()),
+    let raw_pool = RawPool::open(url, cfg_connections(c)).await;
+    match &raw_pool {
+        RawPool::Postgres(p) => sqlx::query(raw_table).execute(p).await.map(|_| ()),
+        RawPool::Sqlite(p) => sqlx::query(raw_table).execute(p).await.map(|_| ()),
     }
     .unwrap();
 
@@ -168,15 +207,15 @@ async fn bench(backend: &'static str, url: &str, n: usize, c: usize) -> Figures 
     m.insert("event_id".into(), Uuid::now_v7().to_string());
     let metadata = serde_json::to_string(&m).unwrap();
     let raw = run_concurrently(n, c, {
-        let store = store.clone();
+        let raw_pool = raw_pool.clone();
         move |_| {
-            let (store, payload, metadata) = (store.clone(), payload.clone(), metadata.clone());
+            let (raw_pool, payload, metadata) = (raw_pool.clone(), payload.clone(), metadata.clone());
             async move {
                 let id = Uuid::now_v7().to_string();
-                match store.backend() {
-                    Backend::Postgres(p) => sqlx::query("INSERT INTO raw_events VALUES ('InventoryBatch', $1, 1, 'BatchReceived', '1.0', $2, $3)")
+                match &raw_pool {
+                    RawPool::Postgres(p) => sqlx::query("INSERT INTO raw_events VALUES ('InventoryBatch', $1, 1, 'BatchReceived', '1.0', $2, $3)")
                         .bind(id).bind(payload).bind(metadata).execute(p).await.map(|_| ()),
-                    Backend::Sqlite(p) => sqlx::query("INSERT INTO raw_events VALUES ('InventoryBatch', ?, 1, 'BatchReceived', '1.0', ?, ?)")
+                    RawPool::Sqlite(p) => sqlx::query("INSERT INTO raw_events VALUES ('InventoryBatch', ?, 1, 'BatchReceived', '1.0', ?, ?)")
                         .bind(id).bind(payload).bind(metadata).execute(p).await.map(|_| ()),
                 }
                 .unwrap();

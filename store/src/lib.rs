@@ -7,10 +7,12 @@
 //! ARCHITECTURE.md, "One global order"). Named, durable subscriptions
 //! ([`subscription`]) tail the log from their checkpoints.
 
+pub mod catalog;
 pub mod command;
 mod error;
 pub mod log;
 mod pg;
+mod raw;
 mod repo;
 pub mod sql;
 mod sqlite;
@@ -58,9 +60,10 @@ impl StoreConfig {
     }
 }
 
-/// The database behind the log.
+/// The database behind the log. Private to this crate: callers use the
+/// store's typed API and never match on the backend.
 #[derive(Debug, Clone)]
-pub enum Backend {
+pub(crate) enum Backend {
     Postgres(PgPool),
     Sqlite(SqlitePool),
 }
@@ -163,8 +166,15 @@ impl Store {
         Ok(())
     }
 
-    pub fn backend(&self) -> &Backend {
+    pub(crate) fn backend(&self) -> &Backend {
         &self.inner.backend
+    }
+
+    /// Whether writers of this database can commit in parallel (Postgres),
+    /// or take turns at one write lock (SQLite): bulk work (a rebuild)
+    /// splits itself into parallel transactions only where that helps.
+    pub fn parallel_writes(&self) -> bool {
+        matches!(self.inner.backend, Backend::Postgres(_))
     }
 
     pub fn config(&self) -> &StoreConfig {
@@ -246,7 +256,10 @@ impl Store {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod turn_tests {
     use super::*;
 
     /// Appends-side and background writes on SQLite both go through this

@@ -27,7 +27,7 @@ use sqlx::{PgPool, Row};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
-use crate::log::RawEvent;
+use crate::raw::RawEvent;
 use crate::StoreError;
 
 pub(crate) const CHANNEL: &str = "freshledger_events";

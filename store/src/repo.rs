@@ -11,6 +11,8 @@ use uuid::Uuid;
 
 use std::cell::RefCell;
 
+use sqlx::{PgPool, SqlitePool};
+
 use crate::{pg, sqlite, Backend, Store};
 
 tokio::task_local! {
@@ -24,16 +26,24 @@ tokio::task_local! {
 /// and wake this process's subscribers after a commit.
 pub struct Repo {
     store: Store,
-    pg: Option<PostgresEventRepository>,
+    db: Db,
+}
+
+/// The backend, with what each needs to persist.
+enum Db {
+    Postgres(PgPool, PostgresEventRepository),
+    Sqlite(SqlitePool),
 }
 
 impl Repo {
     pub(crate) fn new(store: Store) -> Self {
-        let pg = match store.backend() {
-            Backend::Postgres(pool) => Some(PostgresEventRepository::new(pool.clone())),
-            Backend::Sqlite(_) => None,
+        let db = match store.backend() {
+            Backend::Postgres(pool) => {
+                Db::Postgres(pool.clone(), PostgresEventRepository::new(pool.clone()))
+            }
+            Backend::Sqlite(pool) => Db::Sqlite(pool.clone()),
         };
-        Repo { store, pg }
+        Repo { store, db }
     }
 }
 
@@ -56,12 +66,9 @@ impl PersistedEventRepository for Repo {
         &self,
         aggregate_id: &str,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        match (&self.pg, self.store.backend()) {
-            (Some(pg), _) => pg.get_events::<A>(aggregate_id).await,
-            (None, Backend::Sqlite(pool)) => {
-                sqlite::get_events(pool, A::TYPE, aggregate_id, 0).await
-            }
-            (None, Backend::Postgres(_)) => unreachable!("postgres repository is built in new"),
+        match &self.db {
+            Db::Postgres(_, es) => es.get_events::<A>(aggregate_id).await,
+            Db::Sqlite(pool) => sqlite::get_events(pool, A::TYPE, aggregate_id, 0).await,
         }
     }
 
@@ -70,14 +77,13 @@ impl PersistedEventRepository for Repo {
         aggregate_id: &str,
         last_sequence: usize,
     ) -> Result<Vec<SerializedEvent>, PersistenceError> {
-        match (&self.pg, self.store.backend()) {
-            (Some(_), Backend::Postgres(pool)) => {
+        match &self.db {
+            Db::Postgres(pool, _) => {
                 pg::get_events_after(pool, A::TYPE, aggregate_id, last_sequence).await
             }
-            (_, Backend::Sqlite(pool)) => {
+            Db::Sqlite(pool) => {
                 sqlite::get_events(pool, A::TYPE, aggregate_id, last_sequence).await
             }
-            (None, Backend::Postgres(_)) => unreachable!("postgres repository is built in new"),
         }
     }
 
@@ -85,12 +91,9 @@ impl PersistedEventRepository for Repo {
         &self,
         aggregate_id: &str,
     ) -> Result<Option<SerializedSnapshot>, PersistenceError> {
-        match (&self.pg, self.store.backend()) {
-            (Some(pg), _) => pg.get_snapshot::<A>(aggregate_id).await,
-            (None, Backend::Sqlite(pool)) => {
-                sqlite::get_snapshot(pool, A::TYPE, aggregate_id).await
-            }
-            (None, Backend::Postgres(_)) => unreachable!("postgres repository is built in new"),
+        match &self.db {
+            Db::Postgres(_, es) => es.get_snapshot::<A>(aggregate_id).await,
+            Db::Sqlite(pool) => sqlite::get_snapshot(pool, A::TYPE, aggregate_id).await,
         }
     }
 
@@ -103,22 +106,19 @@ impl PersistedEventRepository for Repo {
             return Ok(());
         }
         let events = with_event_ids(events);
-        let positions = match (&self.pg, self.store.backend()) {
-            (Some(_), Backend::Postgres(pool)) if snapshot_update.is_none() => {
-                pg::append(pool, &events).await?
-            }
-            (Some(repo), Backend::Postgres(pool)) => {
+        let positions = match &self.db {
+            Db::Postgres(pool, _) if snapshot_update.is_none() => pg::append(pool, &events).await?,
+            Db::Postgres(pool, es) => {
                 // A snapshot is due: postgres-es writes events and snapshot in
                 // one transaction.
-                repo.persist::<A>(&events, snapshot_update).await?;
+                es.persist::<A>(&events, snapshot_update).await?;
                 let (first, last) = (events[0].sequence, events[events.len() - 1].sequence);
                 pg::positions_of(pool, A::TYPE, &events[0].aggregate_id, first, last).await?
             }
-            (_, Backend::Sqlite(pool)) => {
+            Db::Sqlite(pool) => {
                 let _turn = self.store.write_turn(crate::turns::Class::Command).await;
                 sqlite::persist(pool, A::TYPE, &events, snapshot_update).await?
             }
-            (None, Backend::Postgres(_)) => unreachable!("postgres repository is built in new"),
         };
         self.store.appended();
         let _ = COMMITTED.try_with(|c| c.borrow_mut().extend(positions));
@@ -136,9 +136,9 @@ impl PersistedEventRepository for Repo {
     async fn stream_all_events<A: Aggregate>(&self) -> Result<ReplayStream, PersistenceError> {
         // postgres-es' own version binds two parameters to a one-parameter
         // query; read per type here for both backends.
-        let events = match self.store.backend() {
-            Backend::Sqlite(pool) => sqlite::get_all_of_type(pool, A::TYPE).await?,
-            Backend::Postgres(pool) => sqlx::query(
+        let events = match &self.db {
+            Db::Sqlite(pool) => sqlite::get_all_of_type(pool, A::TYPE).await?,
+            Db::Postgres(pool, _) => sqlx::query(
                 "SELECT aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata \
                  FROM events WHERE aggregate_type = $1 ORDER BY position",
             )

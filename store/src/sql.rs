@@ -3,6 +3,7 @@
 //! only types both share: BIGINT integers, TEXT (JSON and RFC 3339 UTC
 //! timestamps, which sort as text), NULL.
 
+use crate::subscription::Tx;
 use crate::turns::Class;
 use crate::{Backend, Store, StoreError, StoreTx};
 use serde_json::Value;
@@ -74,15 +75,15 @@ macro_rules! bind_all {
 
 /// Runs a statement inside a subscription's transaction.
 pub async fn exec(tx: &mut StoreTx, sql: &str, args: &[Arg]) -> Result<u64, StoreError> {
-    Ok(match tx {
-        StoreTx::Postgres(t) => {
+    Ok(match &mut tx.0 {
+        Tx::Postgres(t) => {
             let sql = postgres(sql);
             bind_all!(sqlx::query(&sql), args)
                 .execute(&mut **t)
                 .await?
                 .rows_affected()
         }
-        StoreTx::Sqlite(t, _) => bind_all!(sqlx::query(sql), args)
+        Tx::Sqlite(t, _) => bind_all!(sqlx::query(sql), args)
             .execute(&mut **t)
             .await?
             .rows_affected(),
@@ -196,8 +197,8 @@ pub async fn fetch_tx(
     sql: &str,
     args: &[Arg],
 ) -> Result<Vec<JsonRow>, StoreError> {
-    Ok(match tx {
-        StoreTx::Postgres(t) => {
+    Ok(match &mut tx.0 {
+        Tx::Postgres(t) => {
             let sql = postgres(sql);
             bind_all!(sqlx::query(&sql), args)
                 .fetch_all(&mut **t)
@@ -206,7 +207,7 @@ pub async fn fetch_tx(
                 .map(pg_row)
                 .collect()
         }
-        StoreTx::Sqlite(t, _) => bind_all!(sqlx::query(sql), args)
+        Tx::Sqlite(t, _) => bind_all!(sqlx::query(sql), args)
             .fetch_all(&mut **t)
             .await?
             .iter()

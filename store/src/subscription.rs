@@ -31,7 +31,11 @@ use crate::{sql, Backend, Store, StoreError};
 pub type HandlerError = Box<dyn std::error::Error + Send + Sync>;
 
 /// The transaction a batch runs in; the checkpoint commits in it too.
-pub enum StoreTx {
+/// Opaque outside the store: statements run in it through [`sql::exec`]
+/// and [`sql::fetch_tx`].
+pub struct StoreTx(pub(crate) Tx);
+
+pub(crate) enum Tx {
     Postgres(Transaction<'static, Postgres>),
     /// With this process's turn at the write lock, held until it ends.
     Sqlite(Transaction<'static, Sqlite>, crate::WriteTurn),
@@ -413,17 +417,17 @@ enum ApplyError {
 
 impl StoreTx {
     pub async fn commit(self) -> Result<(), StoreError> {
-        match self {
-            StoreTx::Postgres(t) => t.commit().await?,
-            StoreTx::Sqlite(t, _turn) => t.commit().await?,
+        match self.0 {
+            Tx::Postgres(t) => t.commit().await?,
+            Tx::Sqlite(t, _turn) => t.commit().await?,
         }
         Ok(())
     }
 
     pub async fn rollback(self) -> Result<(), StoreError> {
-        match self {
-            StoreTx::Postgres(t) => t.rollback().await?,
-            StoreTx::Sqlite(t, _turn) => t.rollback().await?,
+        match self.0 {
+            Tx::Postgres(t) => t.rollback().await?,
+            Tx::Sqlite(t, _turn) => t.rollback().await?,
         }
         Ok(())
     }
@@ -434,13 +438,13 @@ impl Store {
     /// it never has to upgrade a read lock), for background work: on SQLite
     /// it waits behind this process's commands ([`crate::turns`]).
     pub async fn begin(&self) -> Result<StoreTx, StoreError> {
-        Ok(match self.backend() {
-            Backend::Postgres(p) => StoreTx::Postgres(p.begin().await?),
+        Ok(StoreTx(match self.backend() {
+            Backend::Postgres(p) => Tx::Postgres(p.begin().await?),
             Backend::Sqlite(p) => {
                 let turn = self.write_turn(Class::Background).await;
-                StoreTx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?, turn)
+                Tx::Sqlite(p.begin_with("BEGIN IMMEDIATE").await?, turn)
             }
-        })
+        }))
     }
 
     /// Creates the subscription's checkpoint row (at 0) if it is missing.

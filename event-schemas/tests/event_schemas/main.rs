@@ -1,0 +1,5 @@
+//! The published contract: committed JSON Schemas match the code, and old
+//! event versions upcast. One test binary.
+
+mod schemas;
+mod upcasting;

@@ -1,0 +1,356 @@
+//! The composition root: opens the store, builds the write side once, and
+//! wires the command API, GraphQL, the projectors, the process managers
+//! and the timer scheduler into one process; or runs one maintenance
+//! command.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use command_api::AppState;
+use domain::clock::{Clock, FixedClock, SystemClock};
+use store::{Store, StoreError};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use write_side::WriteSide;
+
+use crate::cli::{self, Cli, Command, ProjectionsCommand, SagaArgs, SagaSettings};
+
+/// Why the binary stops with an error.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum AppError {
+    #[error("{0}")]
+    Config(String),
+    #[error("{doing}: {source}")]
+    Store {
+        doing: &'static str,
+        source: StoreError,
+    },
+    #[error("{doing}: {source}")]
+    Io {
+        doing: String,
+        source: std::io::Error,
+    },
+}
+
+fn store_err(doing: &'static str) -> impl FnOnce(StoreError) -> AppError {
+    move |source| AppError::Store { doing, source }
+}
+
+/// `println!` for command output that may go to a pipe: when the reader
+/// has gone (`freshledger projections status | head`), stop quietly
+/// instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            return Err(AppError::Io { doing: "writing output".into(), source: e });
+        }
+    }};
+}
+
+pub(crate) async fn run(cli: Cli) -> Result<(), AppError> {
+    let file = cli::file_config(&cli.config).map_err(AppError::Config)?;
+    let default = Command::Serve {
+        listen: None,
+        demo_data: None,
+        expiry_warning_hours: None,
+        clock: None,
+        saga: SagaArgs::default(),
+    };
+    let command = cli.command.as_ref().unwrap_or(&default);
+    let store = Store::connect(cli::store_config(&cli, &file))
+        .await
+        .map_err(store_err("opening the event store"))?;
+    store
+        .migrate()
+        .await
+        .map_err(store_err("migrating the event store"))?;
+    // Read-model tables are prepared (created, or rebuilt when their schema
+    // version changed) only by the commands that use them.
+    if matches!(
+        command,
+        Command::Serve { .. }
+            | Command::Projections {
+                command: ProjectionsCommand::Rebuild { .. } | ProjectionsCommand::Checksum
+            }
+    ) {
+        projections::ensure(&store)
+            .await
+            .map_err(store_err("preparing read models"))?;
+    }
+    match command {
+        Command::Projections { command } => projections_command(&store, command).await?,
+        Command::Migrate => say!("migrated"),
+        Command::DemoData => {
+            let write = WriteSide::new(&store, Arc::new(SystemClock));
+            let loaded = command_api::demo::load(&write)
+                .await
+                .map_err(store_err("loading demo data"))?;
+            say!(
+                "demo data: {} products, {} batches loaded",
+                loaded.products,
+                loaded.batches
+            );
+        }
+        Command::Serve {
+            listen,
+            demo_data,
+            expiry_warning_hours,
+            clock,
+            saga,
+        } => {
+            let manual = clock.as_deref() == Some("manual");
+            let settings = Serve {
+                listen: listen
+                    .or(file.listen)
+                    .unwrap_or_else(|| cli::DEFAULT_LISTEN.parse().expect("valid default")),
+                demo_data: demo_data.or(file.demo_data).unwrap_or(true),
+                warn_before: chrono::Duration::hours(
+                    expiry_warning_hours
+                        .or(file.expiry_warning_hours)
+                        .unwrap_or(24) as i64,
+                ),
+                manual_clock: manual.then(|| Arc::new(FixedClock::at(chrono::Utc::now()))),
+                saga: cli::saga_settings(saga, &file).map_err(AppError::Config)?,
+            };
+            serve(&store, settings).await?;
+        }
+    }
+    // Let in-flight work settle, then close the pool (flushes SQLite's WAL).
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    store.close().await;
+    Ok(())
+}
+
+/// What `serve` runs with, resolved.
+struct Serve {
+    listen: std::net::SocketAddr,
+    demo_data: bool,
+    warn_before: chrono::Duration,
+    manual_clock: Option<Arc<FixedClock>>,
+    saga: Option<SagaSettings>,
+}
+
+async fn serve(store: &Store, settings: Serve) -> Result<(), AppError> {
+    let clock: Arc<dyn Clock> = match &settings.manual_clock {
+        Some(c) => c.clone(),
+        None => Arc::new(SystemClock),
+    };
+    let write = WriteSide::new(store, clock);
+    if settings.demo_data {
+        let loaded = command_api::demo::load(&write)
+            .await
+            .map_err(store_err("loading demo data"))?;
+        if loaded.products > 0 {
+            tracing::info!(
+                products = loaded.products,
+                batches = loaded.batches,
+                "demo data loaded"
+            );
+        }
+    }
+    let addr = settings.listen;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Io {
+            doing: format!("binding {addr}"),
+            source,
+        })?;
+    let bound = listener.local_addr().map_err(|source| AppError::Io {
+        doing: "reading the bound address".into(),
+        source,
+    })?;
+    let stop = CancellationToken::new();
+    let mut workers = projections::spawn(store, stop.clone());
+    workers.extend(spawn_process_managers(
+        &write,
+        settings.warn_before,
+        settings.saga,
+        stop.clone(),
+    ));
+    let shutdown = shutdown_signal();
+    // Tests and scripts read this line to find a port chosen by the OS.
+    println!("freshledger listening on http://{bound}");
+    let app = command_api::router(AppState::new(write, settings.manual_clock))
+        .merge(query_api::router(store));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
+        .map_err(|source| AppError::Io {
+            doing: "serving".into(),
+            source,
+        })?;
+    // Requests are done; let each projector and process manager finish the
+    // batch it is in (its checkpoint commits with it).
+    stop.cancel();
+    for w in workers {
+        let _ = w.await;
+    }
+    Ok(())
+}
+
+async fn projections_command(store: &Store, command: &ProjectionsCommand) -> Result<(), AppError> {
+    match command {
+        ProjectionsCommand::Status => {
+            let head = store.head().await.map_err(store_err("reading the log"))?;
+            say!("log head: {head}");
+            let subscriptions = store
+                .subscriptions()
+                .await
+                .map_err(store_err("reading subscriptions"))?;
+            for s in subscriptions {
+                let state = if s.parked {
+                    format!(
+                        "PARKED at {} ({})",
+                        s.parked_at_position.unwrap_or_default(),
+                        s.last_error.unwrap_or_default()
+                    )
+                } else {
+                    "running".into()
+                };
+                say!("{:<12} {:>10}  {state}", s.name, s.position);
+            }
+        }
+        ProjectionsCommand::Checksum => {
+            for model in projections::Model::ALL {
+                let sum = projections::checksum(store, model)
+                    .await
+                    .map_err(store_err("reading read models"))?;
+                say!("{:<12} {sum}", model.name());
+            }
+        }
+        ProjectionsCommand::Rebuild { name } => {
+            let models = match name {
+                None => projections::Model::ALL.to_vec(),
+                Some(n) => vec![projections::Model::from_name(n).ok_or_else(|| {
+                    let names: Vec<_> = projections::Model::ALL.iter().map(|m| m.name()).collect();
+                    AppError::Config(format!(
+                        "no read model named {n:?}: one of {}",
+                        names.join(", ")
+                    ))
+                })?],
+            };
+            // All at once: the log is read once for all of them.
+            let bars = indicatif::MultiProgress::new();
+            let style = indicatif::ProgressStyle::with_template(
+                "{msg:<11} [{bar:40}] {pos}/{len} events ({per_sec}, {eta})",
+            )
+            .expect("valid template")
+            .progress_chars("=> ");
+            let shown: Vec<_> = models
+                .iter()
+                .map(|m| {
+                    let bar = bars.add(indicatif::ProgressBar::new(0).with_style(style.clone()));
+                    bar.set_message(m.name());
+                    (*m, bar)
+                })
+                .collect();
+            let started = std::time::Instant::now();
+            projections::rebuild_all(store, &models, |model, done, total| {
+                if let Some((_, bar)) = shown.iter().find(|(m, _)| *m == model) {
+                    bar.set_length(total);
+                    bar.set_position(done);
+                }
+            })
+            .await
+            .map_err(store_err("rebuilding"))?;
+            for (model, bar) in shown {
+                bar.finish();
+                say!(
+                    "{}: rebuilt and swapped in {:.1?}",
+                    model.name(),
+                    started.elapsed()
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Runs a reactor subscription until `stop`, restarting it after errors.
+fn spawn_reactor(
+    name: String,
+    store: &Store,
+    reactor: Arc<dyn store::Reactor>,
+    concurrency: u32,
+    stop: CancellationToken,
+) -> JoinHandle<()> {
+    let store = store.clone();
+    tokio::spawn(async move {
+        let sub = store::Subscription::reactor(name.clone(), &store, reactor)
+            .with_concurrency(concurrency as usize);
+        while !stop.is_cancelled() {
+            if let Err(e) = sub.run(stop.clone()).await {
+                tracing::error!(subscription = %name, error = %e, "stopped; restarting");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    })
+}
+
+/// The process managers (spoilage, the order saga) and the timer scheduler.
+fn spawn_process_managers(
+    write: &WriteSide,
+    warn_before: chrono::Duration,
+    saga: Option<SagaSettings>,
+    stop: CancellationToken,
+) -> Vec<JoinHandle<()>> {
+    let store = &write.store;
+    let spoilage = Arc::new(sagas::spoilage::Spoilage::new(write, warn_before));
+    let mut workers = vec![spawn_reactor(
+        "spoilage".into(),
+        store,
+        spoilage,
+        1,
+        stop.clone(),
+    )];
+    if let Some(s) = saga {
+        let gateway = Arc::new(sagas::gateway::SimulatedGateway::new(s.outcome, s.latency));
+        for shard in 0..s.shards {
+            let saga = sagas::order::OrderSaga::new(write, gateway.clone(), s.config.clone())
+                .sharded(shard, s.shards);
+            workers.push(spawn_reactor(
+                sagas::order::subscription_name(shard),
+                store,
+                Arc::new(saga),
+                s.concurrency,
+                stop.clone(),
+            ));
+        }
+    }
+    workers.push(tokio::spawn(sagas::timers::run(
+        store.clone(),
+        write.timers.clone(),
+        write.clock.clone(),
+        Duration::from_secs(1),
+        stop,
+    )));
+    workers
+}
+
+/// Resolves on SIGTERM or Ctrl-C. The handlers are installed *now*, not on
+/// first poll: axum polls this from a spawned task, and a SIGTERM arriving
+/// before that task ran would otherwise kill the process outright.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    #[cfg(unix)]
+    let (mut term, mut int) = {
+        use tokio::signal::unix::{signal, SignalKind};
+        (
+            signal(SignalKind::terminate()).expect("SIGTERM handler"),
+            signal(SignalKind::interrupt()).expect("SIGINT handler"),
+        )
+    };
+    async move {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = int.recv() => {},
+        }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
+        tracing::info!("shutting down: finishing in-flight requests");
+    }
+}

@@ -1,0 +1,225 @@
+//! The command line, the environment and the optional TOML file, resolved
+//! into settings (flag > environment > file > default).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use serde::Deserialize;
+use store::StoreConfig;
+
+pub(crate) const DEFAULT_DATABASE_URL: &str = "sqlite://data/freshledger.db";
+pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+
+/// Freshledger: an event-sourced backend for a fresh-produce marketplace.
+///
+/// Every setting can come from a flag, an environment variable, or the
+/// optional TOML file given with --config (in that order of precedence).
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub(crate) struct Cli {
+    /// TOML file with any of: database_url, listen, snapshot_every,
+    /// max_connections, demo_data.
+    #[arg(long, env = "FRESHLEDGER_CONFIG", global = true)]
+    pub(crate) config: Option<PathBuf>,
+
+    /// Event store: sqlite://path/to/file.db (embedded, the default:
+    /// sqlite://data/freshledger.db) or postgres://user@host:port/db.
+    #[arg(long, env = "FRESHLEDGER_DATABASE_URL", global = true)]
+    pub(crate) database_url: Option<String>,
+
+    /// Snapshot aggregates every N events; 0 turns snapshots off [default: 100].
+    #[arg(long, env = "FRESHLEDGER_SNAPSHOT_EVERY", global = true)]
+    pub(crate) snapshot_every: Option<usize>,
+
+    /// Largest database connection pool [default: 16].
+    #[arg(long, env = "FRESHLEDGER_MAX_CONNECTIONS", global = true)]
+    pub(crate) max_connections: Option<u32>,
+
+    #[command(subcommand)]
+    pub(crate) command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Serve the command API, GraphQL and the projections (the default).
+    Serve {
+        /// Address to listen on; port 0 picks a free port [default: 127.0.0.1:8080].
+        #[arg(long, env = "FRESHLEDGER_LISTEN")]
+        listen: Option<SocketAddr>,
+        /// Load the demo catalogue and stock into an empty database
+        /// [default: true].
+        #[arg(long, env = "FRESHLEDGER_DEMO_DATA")]
+        demo_data: Option<bool>,
+        /// Raise a batch's expiry warning this many hours before it expires
+        /// [default: 24].
+        #[arg(long, env = "FRESHLEDGER_EXPIRY_WARNING_HOURS")]
+        expiry_warning_hours: Option<u32>,
+        /// `system`, or `manual`: time starts now and only moves through
+        /// POST /api/v1/clock (tests and demos of days in seconds)
+        /// [default: system].
+        #[arg(long, env = "FRESHLEDGER_CLOCK", value_parser = ["system", "manual"])]
+        clock: Option<String>,
+        #[command(flatten)]
+        saga: SagaArgs,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Load the demo catalogue and stock (when the catalogue is empty) and exit.
+    DemoData,
+    /// Read models: status, rebuild.
+    Projections {
+        #[command(subcommand)]
+        command: ProjectionsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ProjectionsCommand {
+    /// Each read model's checkpoint, and any error it is parked on.
+    Status,
+    /// A digest of each read model's content (to compare a rebuild with
+    /// the live tables, or two databases).
+    Checksum,
+    /// Replay the log into fresh tables and swap them in; a running server
+    /// keeps serving throughout.
+    Rebuild {
+        /// One of: orders, stock, deliveries, payments. All when absent.
+        name: Option<String>,
+    },
+}
+
+/// The order fulfilment saga's settings.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct SagaArgs {
+    /// Run the order saga: allocate, take payment, pick, ship, capture and
+    /// compensate automatically. Off, orders move only by explicit commands
+    /// (back-office tools, tests of single steps) [default: true].
+    #[arg(long, env = "FRESHLEDGER_ORDER_SAGA")]
+    pub(crate) order_saga: Option<bool>,
+    /// Cancel a card order not paid within this many minutes [default: 15].
+    #[arg(long, env = "FRESHLEDGER_RESERVATION_HOLD_MINUTES")]
+    pub(crate) reservation_hold_minutes: Option<u32>,
+    /// Allocate only from batches with at least this many hours of shelf
+    /// life left at the end of the delivery slot [default: 24].
+    #[arg(long, env = "FRESHLEDGER_SHELF_LIFE_MARGIN_HOURS")]
+    pub(crate) shelf_life_margin_hours: Option<u32>,
+    /// The simulated payment gateway's answer to authorizations: approve,
+    /// decline, timeout, or by-amount (minor units ending in 51 decline, in
+    /// 52 time out) [default: approve].
+    #[arg(long, env = "FRESHLEDGER_GATEWAY_OUTCOME")]
+    pub(crate) gateway_outcome: Option<sagas::gateway::Outcome>,
+    /// The simulated gateway's latency per call, in milliseconds [default: 0].
+    #[arg(long, env = "FRESHLEDGER_GATEWAY_LATENCY_MS")]
+    pub(crate) gateway_latency_ms: Option<u64>,
+    /// Run the order saga as this many concurrent shards (orders spread by
+    /// id; each shard a subscription of its own) [default: 4].
+    #[arg(long, env = "FRESHLEDGER_SAGA_SHARDS", value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub(crate) saga_shards: Option<u32>,
+    /// Orders each saga shard works on at once (different orders' events in
+    /// a batch; one order's always in log order). 1: strictly in log
+    /// order, so competing orders are served first come, first served
+    /// [default: 8].
+    #[arg(long, env = "FRESHLEDGER_SAGA_CONCURRENCY", value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub(crate) saga_concurrency: Option<u32>,
+}
+
+/// The optional configuration file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct FileConfig {
+    pub(crate) database_url: Option<String>,
+    pub(crate) listen: Option<SocketAddr>,
+    pub(crate) snapshot_every: Option<usize>,
+    pub(crate) max_connections: Option<u32>,
+    pub(crate) demo_data: Option<bool>,
+    pub(crate) expiry_warning_hours: Option<u32>,
+    pub(crate) order_saga: Option<bool>,
+    pub(crate) reservation_hold_minutes: Option<u32>,
+    pub(crate) shelf_life_margin_hours: Option<u32>,
+    pub(crate) gateway_outcome: Option<String>,
+    pub(crate) gateway_latency_ms: Option<u64>,
+    pub(crate) saga_shards: Option<u32>,
+    pub(crate) saga_concurrency: Option<u32>,
+}
+
+pub(crate) fn file_config(path: &Option<PathBuf>) -> Result<FileConfig, String> {
+    let Some(path) = path else {
+        return Ok(FileConfig::default());
+    };
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// The event store's settings.
+pub(crate) fn store_config(cli: &Cli, file: &FileConfig) -> StoreConfig {
+    let url = cli
+        .database_url
+        .clone()
+        .or(file.database_url.clone())
+        .unwrap_or_else(|| DEFAULT_DATABASE_URL.into());
+    let mut config = StoreConfig::new(url);
+    if let Some(n) = cli.snapshot_every.or(file.snapshot_every) {
+        config.snapshot_every = n;
+    }
+    if let Some(n) = cli.max_connections.or(file.max_connections) {
+        config.max_connections = n;
+    }
+    config
+}
+
+/// The order saga's settings (flag > env > file > default); `None` when it
+/// is switched off.
+pub(crate) struct SagaSettings {
+    pub(crate) shards: u32,
+    pub(crate) concurrency: u32,
+    pub(crate) config: sagas::order::SagaConfig,
+    pub(crate) outcome: sagas::gateway::Outcome,
+    pub(crate) latency: Duration,
+}
+
+pub(crate) fn saga_settings(
+    args: &SagaArgs,
+    file: &FileConfig,
+) -> Result<Option<SagaSettings>, String> {
+    if !args.order_saga.or(file.order_saga).unwrap_or(true) {
+        return Ok(None);
+    }
+    let outcome = match (args.gateway_outcome, &file.gateway_outcome) {
+        (Some(o), _) => o,
+        (None, Some(s)) => s.parse().map_err(|e| format!("gateway_outcome: {e}"))?,
+        (None, None) => sagas::gateway::Outcome::Approve,
+    };
+    let minutes = args
+        .reservation_hold_minutes
+        .or(file.reservation_hold_minutes)
+        .unwrap_or(15);
+    let hours = args
+        .shelf_life_margin_hours
+        .or(file.shelf_life_margin_hours)
+        .unwrap_or(24);
+    Ok(Some(SagaSettings {
+        shards: args
+            .saga_shards
+            .or(file.saga_shards)
+            .unwrap_or(4)
+            .clamp(1, 64),
+        concurrency: args
+            .saga_concurrency
+            .or(file.saga_concurrency)
+            .unwrap_or(8)
+            .clamp(1, 256),
+        config: sagas::order::SagaConfig {
+            reservation_hold: chrono::Duration::minutes(minutes as i64),
+            shelf_life_margin: chrono::Duration::hours(hours as i64),
+            ..Default::default()
+        },
+        outcome,
+        latency: Duration::from_millis(
+            args.gateway_latency_ms
+                .or(file.gateway_latency_ms)
+                .unwrap_or(0),
+        ),
+    }))
+}

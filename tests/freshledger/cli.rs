@@ -1,0 +1,127 @@
+//! The binary's command line and configuration.
+
+use std::process::Command;
+
+use crate::common::*;
+
+fn help(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_freshledger"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    String::from_utf8(out.stdout).unwrap()
+}
+
+#[test]
+fn help_explains_every_setting() {
+    let top = help(&["--help"]);
+    for s in [
+        "serve",
+        "migrate",
+        "demo-data",
+        "--database-url",
+        "FRESHLEDGER_DATABASE_URL",
+        "--config",
+        "--snapshot-every",
+        "--max-connections",
+        "sqlite://",
+    ] {
+        assert!(top.contains(s), "--help does not mention {s}:\n{top}");
+    }
+    let serve = help(&["serve", "--help"]);
+    for s in [
+        "--listen",
+        "FRESHLEDGER_LISTEN",
+        "--demo-data",
+        "--order-saga",
+        "--reservation-hold-minutes",
+        "--shelf-life-margin-hours",
+        "--gateway-outcome",
+        "by-amount",
+    ] {
+        assert!(
+            serve.contains(s),
+            "serve --help does not mention {s}:\n{serve}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_config_file_supplies_settings_and_flags_override_it() {
+    let dir = std::env::temp_dir().join(format!("freshledger-cfg-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let db = dir.join("from-file.db");
+    let cfg = dir.join("freshledger.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "database_url = \"sqlite://{}\"\ndemo_data = false\n",
+            db.display()
+        ),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_freshledger"))
+        .args(["--config", cfg.to_str().unwrap(), "migrate"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(db.exists(), "the database named in the file was created");
+    // A flag wins over the file.
+    let other = dir.join("from-flag.db");
+    let out = Command::new(env!("CARGO_BIN_EXE_freshledger"))
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--database-url",
+            &format!("sqlite://{}", other.display()),
+            "migrate",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(other.exists());
+    // An unknown key in the file is an error that names it.
+    std::fs::write(&cfg, "databse_url = \"x\"\n").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_freshledger"))
+        .args(["--config", cfg.to_str().unwrap(), "migrate"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("databse_url"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn sigterm_stops_the_server_cleanly() {
+    let mut app = spawn(Backend::Sqlite).await;
+    assert_eq!(app.get("/healthz").await.status(), 200);
+    let status = app.terminate();
+    assert!(status.success(), "exit status {status}");
+    app.finish().await;
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let dir = std::env::temp_dir().join(format!("freshledger-pipe-{}", uuid::Uuid::now_v7()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("pipe.db").display());
+    // `freshledger projections status | true`: the reader is gone before
+    // the first line is written.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_freshledger"))
+        .args(["--database-url", &url, "projections", "status"])
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{}: {stderr}", out.status);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,351 @@
+//! The GraphQL query API, black-box: the real binary on SQLite and Postgres.
+
+use crate::common::*;
+use chrono::{Duration, Utc};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Sqlite).await } )*
+        }
+        mod postgres {
+            $( #[tokio::test(flavor = "multi_thread", worker_threads = 2)] async fn $name() { super::$name(super::Backend::Postgres).await } )*
+        }
+    };
+}
+
+on_both!(
+    read_your_writes_without_sleeping,
+    customer_orders_page_through_every_order_once,
+    limits_refuse_deep_queries_and_huge_pages,
+    storefront_and_back_office_queries_answer,
+    the_order_status_subscription_delivers_each_change_once_in_order,
+);
+
+async fn gql(app: &App, query: &str, variables: Value) -> Value {
+    let r = app
+        .client
+        .post(format!("{}/graphql", app.url))
+        .json(&json!({"query": query, "variables": variables}))
+        .send()
+        .await
+        .unwrap();
+    r.json().await.unwrap()
+}
+
+fn slot() -> Value {
+    let start = (Utc::now() + Duration::days(1))
+        .date_naive()
+        .and_hms_opt(16, 0, 0)
+        .unwrap()
+        .and_utc();
+    json!({"starts_at": start, "ends_at": start + Duration::hours(2)})
+}
+
+fn order(customer: &str, grams: u64) -> Value {
+    json!({
+        "customer_id": customer, "warehouse_id": "WH-BER-1",
+        "lines": [{"sku": "APL-GALA", "quantity": {"uom": "gram", "amount": grams}}],
+        "delivery_slot": slot(),
+        "delivery_address": {"recipient": "Ada", "line1": "Main 1", "city": "Berlin", "postal_code": "10115", "country": "DE"},
+        "payment_method": "cash_on_delivery"
+    })
+}
+
+const ORDER: &str = "query($id: String!, $p: Int) { order(id: $id, minPosition: $p) { id status total { amountMinor currency } lines { sku quantity { uom amount } per } timeline { eventType status } } }";
+
+async fn read_your_writes_without_sleeping(backend: Backend) {
+    let app = spawn(backend).await;
+    for i in 0..5 {
+        let placed = app
+            .send(
+                "/api/v1/orders",
+                order("0192f3a4-0000-7000-8000-0000000000c1", 1_000 + i),
+                201,
+            )
+            .await;
+        let id = placed["stream_id"].as_str().unwrap();
+        let p = placed["position"].as_i64().unwrap();
+        let r = gql(&app, ORDER, json!({"id": id, "p": p})).await;
+        assert!(r["errors"].is_null(), "{r}");
+        let o = &r["data"]["order"];
+        assert_eq!(o["id"], id, "the order is readable at once: {r}");
+        assert_eq!(o["status"], "CREATED");
+        assert_eq!(o["lines"][0]["quantity"]["amount"], 1_000 + i);
+        assert_eq!(o["timeline"][0]["eventType"], "OrderPlaced");
+        let cancelled = app
+            .send(
+                &format!("/api/v1/orders/{id}/cancel"),
+                json!({"reason": "customer_request"}),
+                200,
+            )
+            .await;
+        let r = gql(&app, ORDER, json!({"id": id, "p": cancelled["position"]})).await;
+        assert_eq!(r["data"]["order"]["status"], "CANCELLED", "{r}");
+    }
+    // A position the log has not reached: a clear, coded error.
+    let r = gql(&app, ORDER, json!({"id": "x", "p": 1_000_000_000})).await;
+    assert_eq!(
+        r["errors"][0]["extensions"]["code"], "READ_MODEL_TIMEOUT",
+        "{r}"
+    );
+    app.finish().await;
+}
+
+async fn customer_orders_page_through_every_order_once(backend: Backend) {
+    let app = spawn_with(backend, &[]).await;
+    let customer = "0192f3a4-0000-7000-8000-0000000000c2";
+    let mut ids = Vec::new();
+    let mut last = 0;
+    for i in 0..7 {
+        let r = app
+            .send("/api/v1/orders", order(customer, 500 + i), 201)
+            .await;
+        ids.push(r["stream_id"].as_str().unwrap().to_string());
+        last = r["position"].as_i64().unwrap();
+    }
+    app.send(
+        "/api/v1/orders",
+        order("0192f3a4-0000-7000-8000-0000000000c3", 500),
+        201,
+    )
+    .await;
+    let q = "query($c: String!, $after: String, $p: Int) { customerOrders(customerId: $c, first: 3, after: $after, minPosition: $p) { edges { cursor node { id } } pageInfo { hasNextPage endCursor } } }";
+    let mut seen = Vec::new();
+    let mut after = Value::Null;
+    let mut pages = 0;
+    loop {
+        let r = gql(&app, q, json!({"c": customer, "after": after, "p": last})).await;
+        assert!(r["errors"].is_null(), "{r}");
+        let conn = &r["data"]["customerOrders"];
+        for e in conn["edges"].as_array().unwrap() {
+            seen.push(e["node"]["id"].as_str().unwrap().to_string());
+        }
+        pages += 1;
+        if !conn["pageInfo"]["hasNextPage"].as_bool().unwrap() {
+            break;
+        }
+        after = conn["pageInfo"]["endCursor"].clone();
+    }
+    assert_eq!(pages, 3, "7 orders in pages of 3");
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first, "every order once, newest first");
+    let r = gql(
+        &app,
+        q,
+        json!({"c": customer, "after": "not-hex!", "p": null}),
+    )
+    .await;
+    assert_eq!(r["errors"][0]["extensions"]["code"], "BAD_CURSOR");
+    app.finish().await;
+}
+
+async fn limits_refuse_deep_queries_and_huge_pages(backend: Backend) {
+    let app = spawn(backend).await;
+    let deep = "{ __schema { types { fields { type { ofType { ofType { ofType { ofType { ofType { ofType { ofType { name } } } } } } } } } } } }";
+    let r = gql(&app, deep, json!({})).await;
+    assert!(r["data"].is_null(), "{r}");
+    assert!(
+        r["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .to_lowercase()
+            .contains("nested too deep"),
+        "{r}"
+    );
+    let r = gql(
+        &app,
+        "{ customerOrders(customerId: \"c\", first: 500) { edges { cursor } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        r["errors"][0]["extensions"]["code"], "PAGE_SIZE_EXCEEDED",
+        "{r}"
+    );
+    let r = gql(&app, "{ delivery { status } }", json!({})).await;
+    assert_eq!(
+        r["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{r}"
+    );
+    // GraphiQL for a browser.
+    let page = app.get("/graphql").await.text().await.unwrap();
+    assert!(page.to_lowercase().contains("graphiql"));
+    app.finish().await;
+}
+
+async fn storefront_and_back_office_queries_answer(backend: Backend) {
+    let app = spawn(backend).await;
+    let head = app.log_len().await as i64;
+    let r = gql(&app, "query($p: Int) { products(category: FRUIT, warehouseId: \"WH-BER-1\", minShelfLifeDays: 2, first: 100, minPosition: $p) { edges { node { sku per categories availability { warehouseId uom available earliestExpiry } } } } }", json!({"p": head})).await;
+    assert!(r["errors"].is_null(), "{r}");
+    let products = r["data"]["products"]["edges"].as_array().unwrap();
+    assert!(products.len() >= 15, "fruit in the demo catalogue");
+    for p in products {
+        assert!(p["node"]["categories"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("FRUIT")));
+        for a in p["node"]["availability"].as_array().unwrap() {
+            assert_eq!(a["warehouseId"], "WH-BER-1");
+            assert!(a["available"].as_i64().unwrap() > 0);
+        }
+    }
+    // Stock in FEFO order, then a write-off and the ledger.
+    let r = gql(&app, "query($p: Int) { stockByWarehouse(warehouseId: \"WH-BER-1\", sku: \"STR-250\", minPosition: $p) { sku onHand available batches { batchId expiresAt available } } }", json!({"p": head})).await;
+    let level = &r["data"]["stockByWarehouse"][0];
+    let batches = level["batches"].as_array().unwrap();
+    assert_eq!(batches.len(), 2);
+    assert!(
+        batches[0]["expiresAt"].as_str() < batches[1]["expiresAt"].as_str(),
+        "FEFO"
+    );
+    let batch = batches[0]["batchId"].as_str().unwrap();
+    let w = app
+        .send(
+            &format!("/api/v1/batches/{batch}/write-offs"),
+            json!({"quantity": {"uom": "unit", "amount": 3}, "reason": "spoiled", "note": "mould"}),
+            200,
+        )
+        .await;
+    let r = gql(&app, "query($p: Int) { spoilageLedger(warehouseId: \"WH-BER-1\", minPosition: $p) { edges { node { sku quantity reason cost { amountMinor currency } note } } } }", json!({"p": w["position"]})).await;
+    let e = &r["data"]["spoilageLedger"]["edges"][0]["node"];
+    assert_eq!(
+        (
+            e["sku"].as_str(),
+            e["quantity"].as_i64(),
+            e["reason"].as_str()
+        ),
+        (Some("STR-250"), Some(3), Some("spoiled")),
+        "{r}"
+    );
+    assert!(e["cost"]["amountMinor"].as_i64().unwrap() > 0);
+    let r = gql(&app, "query($p: Int) { expiringBatches(withinHours: 48, first: 5, minPosition: $p) { edges { node { sku expiresAt } } pageInfo { hasNextPage } } }", json!({"p": head})).await;
+    let edges = r["data"]["expiringBatches"]["edges"].as_array().unwrap();
+    assert!(!edges.is_empty(), "{r}");
+    assert!(edges
+        .windows(2)
+        .all(|w| w[0]["node"]["expiresAt"].as_str() <= w[1]["node"]["expiresAt"].as_str()));
+    app.finish().await;
+}
+
+async fn the_order_status_subscription_delivers_each_change_once_in_order(backend: Backend) {
+    let app = spawn(backend).await;
+    let placed = app
+        .send(
+            "/api/v1/orders",
+            order("0192f3a4-0000-7000-8000-0000000000c4", 1_000),
+            201,
+        )
+        .await;
+    let id = placed["stream_id"].as_str().unwrap().to_string();
+    let mut req = format!("{}/graphql/ws", app.url.replace("http://", "ws://"))
+        .into_client_request()
+        .unwrap();
+    req.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    ws.send(Message::text(
+        json!({"type": "connection_init"}).to_string(),
+    ))
+    .await
+    .unwrap();
+    loop {
+        let m = ws.next().await.unwrap().unwrap();
+        if m.to_text().unwrap().contains("connection_ack") {
+            break;
+        }
+    }
+    ws.send(Message::text(json!({"id": "1", "type": "subscribe", "payload": {
+        "query": "subscription($id: String!) { orderStatus(orderId: $id) { position eventType status } }",
+        "variables": {"id": id}
+    }}).to_string())).await.unwrap();
+    // Drive the order through its life while subscribed.
+    let batch_q = "query($p: Int) { stockByWarehouse(warehouseId: \"WH-BER-1\", sku: \"APL-GALA\", minPosition: $p) { batches { batchId available } } }";
+    let r = gql(&app, batch_q, json!({"p": placed["position"]})).await;
+    let batch = r["data"]["stockByWarehouse"][0]["batches"][0]["batchId"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let q = json!({"uom": "gram", "amount": 1000});
+    app.send(
+        &format!("/api/v1/batches/{batch}/reservations"),
+        json!({"order_id": id, "quantity": q}),
+        200,
+    )
+    .await;
+    app.send(
+        &format!("/api/v1/orders/{id}/allocation"),
+        json!({"allocations": [{"sku": "APL-GALA", "batch_id": batch, "quantity": q}]}),
+        200,
+    )
+    .await;
+    app.send(
+        &format!("/api/v1/orders/{id}/pack"),
+        json!({"lines": [{"sku": "APL-GALA", "packed_quantity": q}]}),
+        200,
+    )
+    .await;
+    let d = "0192f3a4-0000-7000-8000-00000000dd42";
+    app.send(
+        &format!("/api/v1/orders/{id}/ship"),
+        json!({"delivery_id": d}),
+        200,
+    )
+    .await;
+    app.send(
+        &format!("/api/v1/orders/{id}/deliver"),
+        json!({"delivery_id": d}),
+        200,
+    )
+    .await;
+    // A cash-on-delivery order: placed, allocated, packed, shipped, delivered.
+    let mut got = Vec::new();
+    while got.len() < 5 {
+        let m = tokio::time::timeout(std::time::Duration::from_secs(20), ws.next())
+            .await
+            .expect("a status change within 20 s")
+            .unwrap()
+            .unwrap();
+        let v: Value = serde_json::from_str(m.to_text().unwrap()).unwrap();
+        assert_ne!(v["type"], "error", "{v}");
+        if v["type"] == "next" {
+            got.push(v["payload"]["data"]["orderStatus"].clone());
+        }
+    }
+    let events: Vec<&str> = got
+        .iter()
+        .map(|c| c["eventType"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        events,
+        [
+            "OrderPlaced",
+            "AllocationConfirmed",
+            "OrderPacked",
+            "OrderShipped",
+            "OrderDelivered"
+        ]
+    );
+    let statuses: Vec<&str> = got.iter().map(|c| c["status"].as_str().unwrap()).collect();
+    assert_eq!(
+        statuses,
+        ["CREATED", "CREATED", "PACKED", "SHIPPED", "DELIVERED"]
+    );
+    let positions: Vec<i64> = got
+        .iter()
+        .map(|c| c["position"].as_i64().unwrap())
+        .collect();
+    assert!(positions.windows(2).all(|w| w[0] < w[1]));
+    // Nothing is delivered twice: the stream stays quiet afterwards.
+    let extra = tokio::time::timeout(std::time::Duration::from_millis(800), ws.next()).await;
+    assert!(extra.is_err(), "an extra message: {extra:?}");
+    app.finish().await;
+}

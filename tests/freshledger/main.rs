@@ -1,0 +1,12 @@
+//! Black-box tests of the real `freshledger` binary, one test binary (each
+//! module a surface: the command API, GraphQL, the CLI, the saga, …).
+#![allow(dead_code)]
+
+mod api;
+mod cli;
+mod common;
+mod contention;
+mod graphql;
+mod projections;
+mod saga;
+mod timers;
