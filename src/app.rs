@@ -113,7 +113,17 @@ pub(crate) async fn run(cli: Cli) -> Result<(), AppError> {
                         .or(file.expiry_warning_hours)
                         .unwrap_or(24) as i64,
                 ),
-                manual_clock: manual.then(|| Arc::new(FixedClock::at(chrono::Utc::now()))),
+                manual_clock: if manual {
+                    // Resume where it stood before a restart.
+                    let at = store
+                        .manual_clock()
+                        .await
+                        .map_err(store_err("reading the manual clock"))?
+                        .unwrap_or_else(chrono::Utc::now);
+                    Some(Arc::new(FixedClock::at(at)))
+                } else {
+                    None
+                },
                 saga: cli::saga_settings(saga, &file).map_err(AppError::Config)?,
             };
             serve(&store, settings).await?;

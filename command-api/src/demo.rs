@@ -542,6 +542,7 @@ pub async fn load(write: &WriteSide) -> Result<Loaded, StoreError> {
         correlation_id: Uuid::now_v7(),
         causation_id: None,
         actor: Actor::system("demo-data"),
+        idempotency_key: None,
     };
     let mut loaded = Loaded::default();
     for (i, (sku, name, cats, cents, per, origin, kcal, cold, shelf_days)) in

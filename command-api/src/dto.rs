@@ -290,6 +290,61 @@ pub struct LogStatus {
     /// Every subscriber of the log (read models, process managers) and how
     /// far it has got.
     pub subscriptions: Vec<SubscriptionInfo>,
+    /// Present while readers of the log wait for appends that have not
+    /// finished (an open transaction that inserted events): then
+    /// `head_position` is the last head proven safe.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stall: Option<LogStall>,
+}
+
+/// Readers of the log are held back by open transactions that inserted
+/// events; commit or roll them back (`pg_terminate_backend(pid)`).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct LogStall {
+    pub since: chrono::DateTime<chrono::Utc>,
+    pub blockers: Vec<LogBlocker>,
+}
+
+/// A database session holding the log back.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct LogBlocker {
+    pub pid: i32,
+    pub application: Option<String>,
+    pub database: Option<String>,
+    pub state: Option<String>,
+    pub transaction_age_seconds: Option<i64>,
+}
+
+impl From<store::Stall> for LogStall {
+    fn from(s: store::Stall) -> Self {
+        LogStall {
+            since: s.since,
+            blockers: s
+                .blockers
+                .into_iter()
+                .map(|b| LogBlocker {
+                    pid: b.pid,
+                    application: b.application,
+                    database: b.database,
+                    state: b.state,
+                    transaction_age_seconds: b.transaction_age_seconds,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// `GET /readyz`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Readiness {
+    /// `ready`: the database answered within the probe's bound.
+    pub status: String,
+    /// Present while the log is stalled. The process still serves
+    /// commands and queries, so it stays ready: taking replicas out of
+    /// service would not help, since every replica waits on the same
+    /// database.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_stall: Option<LogStall>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

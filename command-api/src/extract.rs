@@ -56,7 +56,14 @@ pub struct RequestContext {
     pub command_id: Uuid,
     pub actor: Actor,
     pub occurred_at: DateTime<Utc>,
+    /// The request's `Idempotency-Key` (checked by the idempotency
+    /// middleware), written into every event it appends.
+    pub idempotency_key: Option<String>,
 }
+
+/// The `Idempotency-Key` the idempotency middleware accepted.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey(pub String);
 
 impl RequestContext {
     pub fn metadata(&self) -> EventMetadata {
@@ -65,6 +72,7 @@ impl RequestContext {
             correlation_id: self.correlation_id,
             causation_id: Some(self.command_id),
             actor: self.actor.clone(),
+            idempotency_key: self.idempotency_key.clone(),
         }
     }
 }
@@ -129,6 +137,10 @@ impl FromRequestParts<AppState> for RequestContext {
             command_id: Uuid::now_v7(),
             actor,
             occurred_at,
+            idempotency_key: parts
+                .extensions
+                .get::<IdempotencyKey>()
+                .map(|k| k.0.clone()),
         })
     }
 }

@@ -471,7 +471,7 @@ pub async fn log_status(State(s): State<AppState>) -> Result<Json<LogStatus>, Ap
     // the two reads made a stale head look settled.)
     let subscriptions = s.write.store.subscriptions().await?;
     Ok(Json(LogStatus {
-        head_position: s.write.store.head().await?,
+        head_position: s.write.store.head_within(crate::READ_BOUND).await?,
         event_count: s.write.store.count().await?,
         subscriptions: subscriptions
             .into_iter()
@@ -482,6 +482,7 @@ pub async fn log_status(State(s): State<AppState>) -> Result<Json<LogStatus>, Ap
                 last_error: x.last_error,
             })
             .collect(),
+        stall: s.write.store.stall().map(LogStall::from),
     }))
 }
 
@@ -494,7 +495,12 @@ pub async fn events(
     if !(1..=1_000).contains(&limit) {
         return Err(ApiError::invalid("invalid_limit", "limit is 1 to 1000"));
     }
-    Ok(Json(s.write.store.read_all(q.after, limit).await?).into_response())
+    let events = s
+        .write
+        .store
+        .read_visible(q.after, limit, crate::READ_BOUND)
+        .await?;
+    Ok(Json(events).into_response())
 }
 
 pub async fn stream_events(
@@ -549,6 +555,8 @@ pub async fn move_clock(
             ))
         }
     }
+    // Kept across restarts (before this answer tells anyone the time).
+    s.write.store.record_manual_clock(clock.now()).await?;
     // Wake the scheduler: timers may be due now.
     s.write.store.nudge();
     Ok(Json(ClockNow { now: clock.now() }).into_response())
@@ -558,13 +566,21 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-pub async fn readyz(State(s): State<AppState>) -> Result<&'static str, ApiError> {
-    s.write
-        .store
-        .head()
-        .await
-        .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", e.to_string()))?;
-    Ok("ready")
+/// Ready when the database answers within [`crate::READ_BOUND`], whatever
+/// else it is doing; a stalled log is reported, not a reason to be unready.
+pub async fn readyz(State(s): State<AppState>) -> Result<Json<Readiness>, ApiError> {
+    let not_ready = |m: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", m);
+    match tokio::time::timeout(crate::READ_BOUND, s.write.store.ping()).await {
+        Ok(Ok(())) => Ok(Json(Readiness {
+            status: "ready".into(),
+            log_stall: s.write.store.stall().map(LogStall::from),
+        })),
+        Ok(Err(e)) => Err(not_ready(format!("the database failed: {e}"))),
+        Err(_) => Err(not_ready(format!(
+            "the database did not answer within {:?}",
+            crate::READ_BOUND
+        ))),
+    }
 }
 
 pub async fn openapi_json(state: State<AppState>) -> Json<serde_json::Value> {

@@ -1,88 +1,77 @@
 //! `Idempotency-Key`: the same key with the same request returns the first
 //! response without running the command again; the same key with another
-//! request is refused. A key is claimed (a row inserted) before the command
-//! runs, so two concurrent requests with one key never both run: the second
-//! is told the first is in progress. A 5xx is not remembered (the claim is
-//! dropped), so the client may retry it.
+//! request is refused. A key is claimed before the command runs, so two
+//! concurrent requests with one key never both run: the second is told the
+//! first is in progress. A 5xx is not remembered (the claim is dropped), so
+//! the client may retry it.
+//!
+//! After a crash the truth is recovered, never guessed: the claim names its
+//! process, the command writes the key into its events (in the same commit),
+//! and a claim whose process is gone is taken over by the next request with
+//! the key. If the log holds events with the key, the dead request's command
+//! committed and its answer is rebuilt from them (`Idempotent-Replayed:
+//! true`); if not, it did not commit, and the command runs now. A keyed
+//! command runs in its own task, so a client that hangs up does not cut it
+//! short between its commit and its answer.
 
 use axum::body::{to_bytes, Body};
-use axum::extract::{Request, State};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
-use store::sql;
+use store::Claim;
 
+use crate::dto::CommandResponse;
 use crate::error::ApiError;
+use crate::extract::IdempotencyKey;
 use crate::{AppState, MAX_BODY_BYTES};
 
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED: &str = "idempotent-replayed";
 
-enum Claim {
-    Mine,
-    Done {
-        hash: String,
-        status: u16,
-        body: String,
-    },
-    InProgress {
-        hash: String,
-    },
+fn replay(status: u16, body: String) -> Response {
+    let mut resp = (
+        StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response();
+    resp.headers_mut()
+        .insert(REPLAYED, HeaderValue::from_static("true"));
+    resp
 }
 
-async fn claim(state: &AppState, key: &str, hash: &str) -> Result<Claim, ApiError> {
-    let inserted = sql::exec_pool(
-        &state.write.store,
-        "INSERT INTO idempotency_keys (key, request_hash) VALUES (?, ?) ON CONFLICT DO NOTHING",
-        &[key.into(), hash.into()],
-    )
-    .await?;
-    if inserted == 1 {
-        return Ok(Claim::Mine);
-    }
-    let row = sql::fetch(
-        &state.write.store,
-        "SELECT request_hash, status, response_body FROM idempotency_keys WHERE key = ?",
-        &[key.into()],
-    )
-    .await?
-    .pop();
-    let text = |r: &sql::JsonRow, k: &str| r.get(k).and_then(|v| v.as_str()).map(str::to_string);
-    Ok(match row {
-        Some(r) => {
-            let stored = text(&r, "request_hash").unwrap_or_default();
-            match (r["status"].as_u64(), text(&r, "response_body")) {
-                (Some(status), Some(body)) => Claim::Done {
-                    hash: stored,
-                    status: status as u16,
-                    body,
-                },
-                _ => Claim::InProgress { hash: stored },
-            }
-        }
-        // Released between our insert and select (a 5xx): treat as busy.
-        None => Claim::InProgress {
-            hash: hash.to_string(),
-        },
-    })
+/// The answer a dead request's command would have given, rebuilt from the
+/// events it committed; `None` when it committed nothing.
+async fn recovered(
+    state: &AppState,
+    key: &str,
+    success: u16,
+) -> Result<Option<(u16, String)>, ApiError> {
+    let events = state.write.store.events_of_idempotency_key(key).await?;
+    let Some(last) = events.last() else {
+        return Ok(None);
+    };
+    let body = CommandResponse {
+        stream_type: last.stream_type.clone(),
+        stream_id: last.stream_id.clone(),
+        stream_version: last.stream_version,
+        events_appended: events.len(),
+        position: Some(last.global_position),
+    };
+    let body = serde_json::to_string(&body).expect("responses serialize");
+    Ok(Some((success, body)))
 }
 
 async fn settle(state: &AppState, key: &str, status: StatusCode, body: &str) {
+    let store = &state.write.store;
     let r = if status.is_server_error() {
-        sql::exec_pool(
-            &state.write.store,
-            "DELETE FROM idempotency_keys WHERE key = ?",
-            &[key.into()],
-        )
-        .await
+        store.release_idempotency_key(key).await
     } else {
-        sql::exec_pool(
-            &state.write.store,
-            "UPDATE idempotency_keys SET status = ?, response_body = ? WHERE key = ?",
-            &[i64::from(status.as_u16()).into(), body.into(), key.into()],
-        )
-        .await
+        store
+            .complete_idempotency_key(key, status.as_u16(), body)
+            .await
     };
     if let Err(e) = r {
         tracing::error!(key, error = %e, "could not record idempotent response");
@@ -123,40 +112,65 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     h.update(&bytes);
     let hash: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
 
-    match claim(&state, &key, &hash).await {
-        Err(e) => e.into_response(),
-        Ok(Claim::Done { hash: h, .. }) | Ok(Claim::InProgress { hash: h }) if h != hash => {
+    let success = parts
+        .extensions
+        .get::<MatchedPath>()
+        .and_then(|p| crate::ok_status(&parts.method, p.as_str()))
+        .unwrap_or(200);
+    let claim = state.write.store.claim_idempotency_key(&key, &hash).await;
+    match claim {
+        Err(e) => ApiError::from(e).into_response(),
+        Ok(Claim::Done {
+            request_hash: h, ..
+        })
+        | Ok(Claim::Busy { request_hash: h })
+            if h != hash =>
+        {
             ApiError::invalid(
                 "idempotency_key_reused",
                 "this Idempotency-Key was used for a different request",
             )
             .into_response()
         }
-        Ok(Claim::InProgress { .. }) => ApiError::new(
+        Ok(Claim::Busy { .. }) => ApiError::new(
             StatusCode::CONFLICT,
             "idempotency_request_in_progress",
             "a request with this Idempotency-Key is still running; retry shortly",
         )
         .into_response(),
-        Ok(Claim::Done { status, body, .. }) => {
-            let mut resp = (
-                StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
-                [(axum::http::header::CONTENT_TYPE, "application/json")],
-                body,
-            )
-                .into_response();
-            resp.headers_mut()
-                .insert(REPLAYED, HeaderValue::from_static("true"));
-            resp
-        }
-        Ok(Claim::Mine) => {
-            let resp = next
-                .run(Request::from_parts(parts, Body::from(bytes)))
-                .await;
-            let (parts, body) = resp.into_parts();
-            let bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
-            settle(&state, &key, parts.status, &String::from_utf8_lossy(&bytes)).await;
-            Response::from_parts(parts, Body::from(bytes))
+        Ok(Claim::Done { status, body, .. }) => replay(status, body),
+        Ok(claim @ (Claim::Mine | Claim::TakenOver)) => {
+            if claim == Claim::TakenOver {
+                match recovered(&state, &key, success).await {
+                    Err(e) => return e.into_response(),
+                    Ok(Some((status, body))) => {
+                        let code = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+                        settle(&state, &key, code, &body).await;
+                        return replay(status, body);
+                    }
+                    // It never committed: run it now.
+                    Ok(None) => {}
+                }
+            }
+            let mut parts = parts;
+            parts.extensions.insert(IdempotencyKey(key.clone()));
+            // Its own task: a client hanging up must not cut the command
+            // short between its commit and the record of its answer.
+            let run = tokio::spawn(async move {
+                let resp = next
+                    .run(Request::from_parts(parts, Body::from(bytes)))
+                    .await;
+                let (parts, body) = resp.into_parts();
+                let bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
+                settle(&state, &key, parts.status, &String::from_utf8_lossy(&bytes)).await;
+                Response::from_parts(parts, Body::from(bytes))
+            });
+            match run.await {
+                Ok(resp) => resp,
+                Err(e) => {
+                    ApiError::internal(format!("the request's task failed: {e}")).into_response()
+                }
+            }
         }
     }
 }

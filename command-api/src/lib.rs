@@ -28,6 +28,11 @@ use crate::extract::{CorrelationId, CORRELATION_ID};
 /// Largest request body accepted (413 beyond).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 
+/// Longest an operator's or client's read of the log (`/readyz`,
+/// `/api/v1/log`, `/api/v1/events`) waits for the database; past it they
+/// answer with what is known to be safe.
+pub const READ_BOUND: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Everything a request handler reaches.
 #[derive(Clone)]
 pub struct AppState {
@@ -53,6 +58,14 @@ macro_rules! api {
     ($( $method:ident $path:literal => $handler:path, body: $body:ty, ok: $ok:literal, tag: $tag:literal, $summary:literal; )*) => {
         fn api_routes() -> Router<AppState> {
             Router::new() $( .route($path, $method($handler)) )*
+        }
+
+        /// The status a route answers when its command ran.
+        pub(crate) fn ok_status(method: &axum::http::Method, path: &str) -> Option<u16> {
+            $( if method.as_str().eq_ignore_ascii_case(stringify!($method)) && path == $path {
+                return Some($ok);
+            } )*
+            None
         }
 
         /// Every route of the API, for the OpenAPI document.
@@ -109,7 +122,7 @@ api! {
     get "/api/v1/correlations/{correlation_id}/events" => h::correlation_events, body: (), ok: 200, tag: "audit", "Every event of one business flow";
     post "/api/v1/clock" => h::move_clock, body: ClockChange, ok: 200, tag: "operations", "Move the manual clock (only with serve --clock manual)";
     get "/healthz" => h::healthz, body: (), ok: 200, tag: "operations", "The process is alive";
-    get "/readyz" => h::readyz, body: (), ok: 200, tag: "operations", "The process can serve (database reachable, migrated)";
+    get "/readyz" => h::readyz, body: (), ok: 200, tag: "operations", "The process can serve: the database answered within 1 s (a stalled log is reported)";
     get "/openapi.json" => h::openapi_json, body: (), ok: 200, tag: "operations", "This document";
 }
 

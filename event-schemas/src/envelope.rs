@@ -113,6 +113,10 @@ pub mod keys {
     pub const CORRELATION_ID: &str = "correlation_id";
     pub const CAUSATION_ID: &str = "causation_id";
     pub const ACTOR: &str = "actor";
+    /// The `Idempotency-Key` of the request whose command appended the
+    /// event: written with the events, so a request's outcome can be
+    /// recovered from the log after a crash.
+    pub const IDEMPOTENCY_KEY: &str = "idempotency_key";
 }
 
 /// What a command attaches to every event it causes. The store adds the
@@ -126,6 +130,8 @@ pub struct EventMetadata {
     /// The command or event that directly caused this one.
     pub causation_id: Option<Uuid>,
     pub actor: Actor,
+    /// The `Idempotency-Key` of the request, if it had one.
+    pub idempotency_key: Option<String>,
 }
 
 impl EventMetadata {
@@ -137,6 +143,9 @@ impl EventMetadata {
             m.insert(keys::CAUSATION_ID.into(), c.to_string());
         }
         m.insert(keys::ACTOR.into(), self.actor.to_string());
+        if let Some(k) = &self.idempotency_key {
+            m.insert(keys::IDEMPOTENCY_KEY.into(), k.clone());
+        }
         m
     }
 
@@ -158,6 +167,7 @@ impl EventMetadata {
                 .map(|v| uuid(keys::CAUSATION_ID, v))
                 .transpose()?,
             actor: get(keys::ACTOR)?.parse()?,
+            idempotency_key: m.get(keys::IDEMPOTENCY_KEY).cloned(),
         })
     }
 }
@@ -261,6 +271,7 @@ mod tests {
             correlation_id: Uuid::now_v7(),
             causation_id: Some(Uuid::now_v7()),
             actor: Actor::system("saga"),
+            idempotency_key: Some("k-1".into()),
         };
         assert_eq!(EventMetadata::from_map(&m.to_map()).unwrap(), m);
         let mut broken = m.to_map();

@@ -35,6 +35,7 @@ pub(crate) fn caused_by(e: &RecordedEvent, at: DateTime<Utc>, actor: &str) -> Ev
         correlation_id: e.correlation_id,
         causation_id: Some(e.event_id),
         actor: Actor::system(actor),
+        idempotency_key: None,
     }
 }
 

@@ -38,6 +38,7 @@ pub async fn fire_due(
             correlation_id: Uuid::parse_str(id).unwrap_or_else(|_| Uuid::now_v7()),
             causation_id: None,
             actor: Actor::system("scheduler"),
+            idempotency_key: None,
         };
         match timers.execute(id, TimerCommand::Fire, &meta).await {
             Ok(a) => fired += a.events,

@@ -54,6 +54,7 @@ fn meta() -> EventMetadata {
         correlation_id: Uuid::now_v7(),
         causation_id: None,
         actor: Actor::system("bench"),
+        idempotency_key: None,
     }
 }
 

@@ -8,14 +8,17 @@
 //! ([`subscription`]) tail the log from their checkpoints.
 
 pub mod catalog;
+mod clock;
 pub mod command;
 mod error;
+pub mod idempotency;
 pub mod log;
 mod pg;
 mod raw;
 mod repo;
 pub mod sql;
 mod sqlite;
+pub mod stall;
 pub mod subscription;
 mod tail;
 mod turns;
@@ -31,7 +34,9 @@ use tokio::sync::{mpsc, watch};
 
 pub use command::{Aggregates, Appended, CommandError, RetryPolicy};
 pub use error::StoreError;
+pub use idempotency::Claim;
 pub use repo::Repo;
+pub use stall::{Blocker, Stall};
 pub use subscription::{Handler, HandlerError, Reactor, StoreTx, Subscription, SubscriptionStatus};
 
 /// How to reach and use the event log.
@@ -91,6 +96,10 @@ struct Inner {
     /// SQLite: this process's writers take turns here before they ask
     /// SQLite for its one write lock.
     write_turns: turns::Turns,
+    /// The last head proven safe, and whether readers are stalled.
+    horizon: stall::Horizon,
+    /// This process, as it names itself in the database.
+    instance: uuid::Uuid,
 }
 
 /// A writer's turn at the SQLite write lock (see [`Store::write_turn`]);
@@ -105,8 +114,12 @@ impl Store {
     /// migrate: call [`Store::migrate`].
     pub async fn connect(config: StoreConfig) -> Result<Store, StoreError> {
         let url = config.url.as_str();
+        let instance = uuid::Uuid::new_v4();
         let backend = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-            let opts = PgConnectOptions::from_str(url)?;
+            // Sessions carry the process's name: claims it holds live as
+            // long as one of them does (`idempotency`).
+            let opts = PgConnectOptions::from_str(url)?
+                .application_name(&format!("freshledger/{instance}"));
             let pool = PgPoolOptions::new()
                 .max_connections(config.max_connections)
                 .acquire_timeout(Duration::from_secs(30))
@@ -153,6 +166,8 @@ impl Store {
                 tail: tail::Tail::new(),
                 checkpoint_moves: Default::default(),
                 write_turns: Default::default(),
+                horizon: Default::default(),
+                instance,
             }),
         })
     }
@@ -245,6 +260,11 @@ impl Store {
             // Full means a notification is already pending: coalesced.
             let _ = tx.try_send(());
         }
+    }
+
+    /// One round trip to the database (readiness probes).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sql::fetch(self, "SELECT 1 AS one", &[]).await.map(|_| ())
     }
 
     pub async fn close(&self) {

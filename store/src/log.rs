@@ -1,5 +1,7 @@
 //! Reading the log: globally, per stream, per correlation.
 
+use std::time::Duration;
+
 use event_schemas::RecordedEvent;
 use uuid::Uuid;
 
@@ -15,7 +17,9 @@ impl Store {
         limit: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         let raw = match self.backend() {
-            Backend::Postgres(pool) => pg::read_all(pool, after as i64, limit as i64).await?,
+            Backend::Postgres(pool) => {
+                pg::read_all(pool, after as i64, limit as i64, &self.inner.horizon).await?
+            }
             Backend::Sqlite(pool) => sqlite::read_all(pool, after as i64, limit as i64).await?,
         };
         raw.into_iter().map(RawEvent::into_recorded).collect()
@@ -49,9 +53,44 @@ impl Store {
     /// The highest position any reader may safely read up to now.
     pub async fn head(&self) -> Result<u64, StoreError> {
         Ok(match self.backend() {
-            Backend::Postgres(pool) => pg::safe_head(pool).await?,
+            Backend::Postgres(pool) => pg::safe_head(pool, &self.inner.horizon).await?,
             Backend::Sqlite(pool) => sqlite::head(pool).await?,
         } as u64)
+    }
+
+    /// The safe head, waiting at most `bound` for appends still in flight;
+    /// past that, the last head proven safe (see [`Store::stall`]). Never
+    /// hangs: for operators' and clients' reads, not for subscribers (which
+    /// must wait).
+    pub async fn head_within(&self, bound: Duration) -> Result<u64, StoreError> {
+        match tokio::time::timeout(bound, self.head()).await {
+            Ok(head) => head,
+            Err(_) => Ok(self.inner.horizon.safe_head()),
+        }
+    }
+
+    /// [`Store::read_all`], waiting at most `bound` for appends still in
+    /// flight; past that, what lies below the last head proven safe.
+    pub async fn read_visible(
+        &self,
+        after: u64,
+        limit: usize,
+        bound: Duration,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        match tokio::time::timeout(bound, self.read_all(after, limit)).await {
+            Ok(events) => events,
+            Err(_) => match self.backend() {
+                Backend::Postgres(pool) => {
+                    let head = self.inner.horizon.safe_head() as i64;
+                    pg::read_range(pool, after as i64, head, limit as i64)
+                        .await?
+                        .into_iter()
+                        .map(RawEvent::into_recorded)
+                        .collect()
+                }
+                Backend::Sqlite(_) => self.read_all(after, limit).await,
+            },
+        }
     }
 
     /// How many events the log holds.

@@ -10,16 +10,24 @@
 //!    p before M was taken, hence before the snapshot, and had its xid by
 //!    then (`fl_next_position()` assigns it first); xids are handed out in
 //!    order, so xid(T) < X.
-//! 2. Wait until no transaction with an xid below X is in progress, judged by
-//!    fresh snapshots taken after the reader's own transaction committed:
-//!    their `xmax` (latest completed xid + 1) is above X, so every running
-//!    xid below X is in their in-progress list. (Step 1's own snapshot is
-//!    not enough: a running transaction whose xid is above every completed
-//!    one lies at or above that snapshot's `xmax` and is not listed. The
-//!    stress test caught exactly that.)
+//! 2. Wait until no transaction that can still add events and has an xid
+//!    below X is in progress. A transaction can add events only while it
+//!    holds a `RowExclusiveLock` on the events table: its INSERT takes the
+//!    lock before it evaluates the position's default, and keeps it until
+//!    the transaction ends. So the reader waits for the xids below X, read
+//!    from fresh snapshots taken after its own transaction committed (their
+//!    `xmax`, latest completed xid + 1, is above X, so every running xid
+//!    below X is in their in-progress list), whose sessions hold that lock.
+//!    (Step 1's own snapshot is not enough: a running transaction whose xid
+//!    is above every completed one lies at or above its `xmax` and is not
+//!    listed.) Transactions of other databases, of other tables, or that only
+//!    read do not hold readers back.
 //!
 //! Then every position <= M is final: committed and visible, or rolled back
-//! and gone for good.
+//! and gone for good. An appender whose transaction stays open still holds
+//! readers back (skipping it could lose an event); the wait reports itself
+//! ([`crate::stall`]). A migration refuses a position that did not come
+//! from `fl_next_position()`, so no INSERT can sidestep the xid rule.
 use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgRow};
@@ -28,6 +36,7 @@ use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::raw::RawEvent;
+use crate::stall::{Blocker, Horizon, REPORT_AFTER};
 use crate::StoreError;
 
 pub(crate) const CHANNEL: &str = "freshledger_events";
@@ -51,7 +60,7 @@ fn raw(row: PgRow) -> Result<RawEvent, StoreError> {
 /// M and the reader's xid X, from one statement; and whether anything can
 /// be in flight at all (if the statement's snapshot listed no running xid
 /// and X is its `xmax`, no xid below X can be running).
-async fn horizon(pool: &PgPool) -> Result<(i64, String, bool), StoreError> {
+async fn horizon_now(pool: &PgPool) -> Result<(i64, String, bool), StoreError> {
     let (max, x, in_flight): (i64, String, bool) = sqlx::query_as(
         "SELECT COALESCE((SELECT max(position) FROM events), 0), \
                 pg_current_xact_id()::text, \
@@ -63,31 +72,78 @@ async fn horizon(pool: &PgPool) -> Result<(i64, String, bool), StoreError> {
     Ok((max, x, in_flight))
 }
 
-/// Waits until no transaction with an xid below `x` is in progress.
-async fn wait_below(pool: &PgPool, x: &str) -> Result<(), StoreError> {
+/// The sessions of in-progress transactions with an xid below `$1` that
+/// hold a write lock on the events table: the only ones that can still add
+/// an event below the horizon. Each transaction holding an xid holds an
+/// `ExclusiveLock` on its own transaction id, which names its session.
+const BLOCKERS: &str = "SELECT DISTINCT e.pid \
+     FROM pg_snapshot_xip(pg_current_snapshot()) AS r(xid) \
+     JOIN pg_locks t ON t.locktype = 'transactionid' AND t.mode = 'ExclusiveLock' AND t.granted \
+      AND t.transactionid = ((r.xid::text::bigint) & 4294967295)::text::xid \
+     JOIN pg_locks e ON e.pid = t.pid AND e.locktype = 'relation' AND e.mode = 'RowExclusiveLock' \
+      AND e.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+      AND e.relation = 'events'::regclass \
+     WHERE r.xid < $1::text::xid8";
+
+/// Waits until no transaction that can still add an event and has an xid
+/// below `x` is in progress; reports the wait once it lasts.
+async fn wait_below(pool: &PgPool, x: &str, horizon: &Horizon) -> Result<(), StoreError> {
+    let started = std::time::Instant::now();
     let mut delay = Duration::from_micros(500);
     loop {
-        let running: i64 = sqlx::query_scalar(
-            "SELECT count(*) FROM pg_snapshot_xip(pg_current_snapshot()) AS r(xid) \
-             WHERE r.xid < $1::text::xid8",
-        )
-        .bind(x)
-        .fetch_one(pool)
-        .await?;
-        if running == 0 {
+        let blockers: Vec<i32> = sqlx::query_scalar(BLOCKERS).bind(x).fetch_all(pool).await?;
+        if blockers.is_empty() {
+            if started.elapsed() >= REPORT_AFTER {
+                horizon.clear();
+            }
             return Ok(());
+        }
+        let waited = started.elapsed();
+        if waited >= REPORT_AFTER {
+            horizon.blocked(waited, describe(pool, &blockers).await);
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(50));
     }
 }
 
+/// What the server says about the sessions `pids` (as much as it shows).
+async fn describe(pool: &PgPool, pids: &[i32]) -> Vec<Blocker> {
+    type Row = (
+        i32,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+        Option<i64>,
+    );
+    let rows: Result<Vec<Row>, _> = sqlx::query_as(
+        "SELECT p.pid, a.application_name, a.datname::text, a.state, \
+                EXTRACT(EPOCH FROM clock_timestamp() - a.xact_start)::bigint \
+         FROM unnest($1::int4[]) AS p(pid) LEFT JOIN pg_stat_activity a ON a.pid = p.pid \
+         ORDER BY p.pid",
+    )
+    .bind(pids)
+    .fetch_all(pool)
+    .await;
+    let rows = rows.unwrap_or_else(|_| pids.iter().map(|&p| (p, None, None, None, None)).collect());
+    rows.into_iter()
+        .map(|(pid, application, database, state, age)| Blocker {
+            pid,
+            application,
+            database,
+            state,
+            transaction_age_seconds: age,
+        })
+        .collect()
+}
+
 /// The highest position below which the log can no longer change.
-pub(crate) async fn safe_head(pool: &PgPool) -> Result<i64, StoreError> {
-    let (max, x, in_flight) = horizon(pool).await?;
+pub(crate) async fn safe_head(pool: &PgPool, horizon: &Horizon) -> Result<i64, StoreError> {
+    let (max, x, in_flight) = horizon_now(pool).await?;
     if in_flight {
-        wait_below(pool, &x).await?;
+        wait_below(pool, &x, horizon).await?;
     }
+    horizon.proven(max.max(0) as u64);
     Ok(max)
 }
 
@@ -95,6 +151,7 @@ pub(crate) async fn read_all(
     pool: &PgPool,
     after: i64,
     limit: i64,
+    horizon: &Horizon,
 ) -> Result<Vec<RawEvent>, StoreError> {
     // Nothing new: answer without taking an xid.
     let max: i64 = sqlx::query_scalar("SELECT COALESCE(max(position), 0) FROM events")
@@ -103,7 +160,17 @@ pub(crate) async fn read_all(
     if max <= after {
         return Ok(Vec::new());
     }
-    let max = safe_head(pool).await?;
+    let max = safe_head(pool, horizon).await?;
+    read_range(pool, after, max, limit).await
+}
+
+/// Up to `limit` events in `(after, max]`; `max` must be a safe head.
+pub(crate) async fn read_range(
+    pool: &PgPool,
+    after: i64,
+    max: i64,
+    limit: i64,
+) -> Result<Vec<RawEvent>, StoreError> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM events WHERE position > $1 AND position <= $2 ORDER BY position LIMIT $3"
     ))
@@ -138,6 +205,19 @@ pub(crate) async fn read_correlation(
         "SELECT {COLUMNS} FROM events WHERE correlation_id = $1 ORDER BY position"
     ))
     .bind(correlation_id)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(raw).collect()
+}
+
+pub(crate) async fn read_idempotency_key(
+    pool: &PgPool,
+    key: &str,
+) -> Result<Vec<RawEvent>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM events WHERE metadata ->> 'idempotency_key' = $1 ORDER BY position"
+    ))
+    .bind(key)
     .fetch_all(pool)
     .await?;
     rows.into_iter().map(raw).collect()

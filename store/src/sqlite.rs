@@ -94,6 +94,19 @@ pub(crate) async fn read_correlation(
     rows.into_iter().map(raw).collect()
 }
 
+pub(crate) async fn read_idempotency_key(
+    pool: &SqlitePool,
+    key: &str,
+) -> Result<Vec<RawEvent>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM events WHERE json_extract(metadata, '$.idempotency_key') = ? ORDER BY position"
+    ))
+    .bind(key)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(raw).collect()
+}
+
 // ---------------------------------------------------------------------------
 // The cqrs-es repository, SQLite flavour (same contract as postgres-es).
 

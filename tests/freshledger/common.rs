@@ -14,6 +14,8 @@ use testkit::TestDb;
 pub struct App {
     pub url: String,
     pub client: Client,
+    /// Every line the server wrote to stderr (also echoed to ours).
+    logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     child: Option<Child>,
     db: Option<TestDb>,
     pub database_url: String,
@@ -28,6 +30,7 @@ pub async fn spawn_with(backend: Backend, extra: &[&str]) -> App {
     let mut app = App {
         url: String::new(),
         client: Client::new(),
+        logs: Default::default(),
         child: None,
         database_url: db.url.clone(),
         db: Some(db),
@@ -57,9 +60,17 @@ impl App {
             .args(extra)
             .env("FRESHLEDGER_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start freshledger");
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let logs = self.logs.clone();
+        std::thread::spawn(move || {
+            for line in stderr.lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                logs.lock().unwrap().push(line);
+            }
+        });
         let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
         let url = loop {
             let line = lines
@@ -72,6 +83,17 @@ impl App {
         };
         self.url = url;
         self.child = Some(child);
+    }
+
+    /// The server's stderr lines so far that contain every one of `words`.
+    pub fn log_lines_with(&self, words: &[&str]) -> Vec<String> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| words.iter().all(|w| l.contains(w)))
+            .cloned()
+            .collect()
     }
 
     /// SIGTERM, and the exit status.
@@ -158,7 +180,24 @@ impl App {
     pub async fn log_len_within(&self, patience: std::time::Duration) -> u64 {
         let deadline = std::time::Instant::now() + patience;
         while std::time::Instant::now() < deadline {
-            let s = self.get_json("/api/v1/log").await;
+            // A log that does not answer fails the test; it never hangs it.
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let s: Value = self
+                .client
+                .get(format!("{}/api/v1/log", self.url))
+                .timeout(left.max(std::time::Duration::from_secs(1)))
+                .send()
+                .await
+                .expect("GET /api/v1/log answers")
+                .json()
+                .await
+                .unwrap();
+            // While readers are stalled the head is only the last one proven
+            // safe: not settled.
+            if !s["stall"].is_null() {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                continue;
+            }
             let head = s["head_position"].as_u64().unwrap();
             let subs = s["subscriptions"].as_array().unwrap();
             let parked: Vec<&Value> = subs.iter().filter(|x| x["parked"] == true).collect();

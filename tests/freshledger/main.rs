@@ -7,6 +7,8 @@ mod cli;
 mod common;
 mod contention;
 mod graphql;
+mod idempotency;
 mod projections;
 mod saga;
+mod stalls;
 mod timers;

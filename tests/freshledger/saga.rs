@@ -504,6 +504,83 @@ async fn a_full_day_postgres() {
     a_full_day(Backend::Postgres).await;
 }
 
+/// A batch expiring under a paid order: every command the saga sends about
+/// the order (cancellation, release, void, refund) carries the order's own
+/// correlation id, so its flow shows the whole story; the expiry timer's
+/// flow is only their cause.
+async fn an_expiry_refund_stays_in_the_orders_flow(backend: Backend) {
+    let app = spawn_with(
+        backend,
+        &[
+            "--demo-data",
+            "false",
+            "--clock",
+            "manual",
+            "--order-saga",
+            "true",
+            "--shelf-life-margin-hours",
+            "0",
+        ],
+    )
+    .await;
+    let t0 = now(&app).await;
+    let h = chrono::Duration::hours;
+    app.put_product("BER-1", "Berries", "per_unit", 300).await;
+    receive(&app, "BER-1", "unit", 10, t0 + h(30)).await;
+    let flow = "0192f3a4-0000-7000-8000-00000000f10e";
+    let resp = app
+        .client
+        .post(format!("{}/api/v1/orders", app.url))
+        .header("x-correlation-id", flow)
+        .json(&order_body("BER-1", "unit", 4, "card", t0 + h(20)))
+        .send()
+        .await
+        .unwrap();
+    let id = expect(resp, 201).await["stream_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    order_reaches(&app, &id, "PAID").await;
+    app.send("/api/v1/clock", json!({"advance_seconds": 31 * 3600}), 200)
+        .await;
+    let o = order_reaches(&app, &id, "CANCELLED").await;
+    assert_eq!(o["cancelReason"], "batch_expired");
+    app.log_len().await;
+    let events = app
+        .get_json(&format!("/api/v1/correlations/{flow}/events"))
+        .await;
+    let types: Vec<&str> = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["event_type"].as_str().unwrap())
+        .collect();
+    for t in [
+        "OrderPlaced",
+        "OrderPaid",
+        "OrderCancelled",
+        "ReservationReleased",
+        "PaymentVoided",
+        "RefundRequested",
+    ] {
+        assert!(
+            types.contains(&t),
+            "{t} missing from the order's flow: {types:?}"
+        );
+    }
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn an_expiry_refund_stays_in_the_orders_flow_sqlite() {
+    an_expiry_refund_stays_in_the_orders_flow(Backend::Sqlite).await;
+}
+
+#[tokio::test]
+async fn an_expiry_refund_stays_in_the_orders_flow_postgres() {
+    an_expiry_refund_stays_in_the_orders_flow(Backend::Postgres).await;
+}
+
 /// Places `orders` concurrently; each is (sku, uom, amount). Returns their
 /// ids in the same order. Every placement must succeed.
 async fn place_concurrently(

@@ -117,3 +117,36 @@ async fn the_system_clock_cannot_be_moved() {
     assert_eq!(e["code"], "clock_not_controllable");
     app.finish().await;
 }
+
+/// The manual clock resumes where it stood after a restart: time never
+/// runs backwards relative to what was recorded.
+async fn the_manual_clock_survives_a_restart(backend: Backend) {
+    let mut app = spawn_with(backend, &["--demo-data", "false", "--clock", "manual"]).await;
+    let reached = app
+        .send("/api/v1/clock", json!({"advance_seconds": 3 * 86_400}), 200)
+        .await["now"]
+        .as_str()
+        .unwrap()
+        .parse::<DateTime<Utc>>()
+        .unwrap();
+    app.restart_with(&["--demo-data", "false", "--clock", "manual"]);
+    let now = app
+        .send("/api/v1/clock", json!({"advance_seconds": 0}), 200)
+        .await["now"]
+        .as_str()
+        .unwrap()
+        .parse::<DateTime<Utc>>()
+        .unwrap();
+    assert_eq!(now, reached);
+    app.finish().await;
+}
+
+#[tokio::test]
+async fn the_manual_clock_survives_a_restart_sqlite() {
+    the_manual_clock_survives_a_restart(Backend::Sqlite).await
+}
+
+#[tokio::test]
+async fn the_manual_clock_survives_a_restart_postgres() {
+    the_manual_clock_survives_a_restart(Backend::Postgres).await
+}

@@ -243,7 +243,6 @@ impl OrderSaga {
     /// Each open reservation on an expired batch moves to other batches,
     /// or its order is cancelled.
     pub(super) async fn on_batch_expired(&self, event: &RecordedEvent) -> Result<(), HandlerError> {
-        let meta = self.meta(event);
         let batch_id: BatchId = event.stream_id.parse()?;
         let (batch, _) = self
             .write
@@ -252,7 +251,7 @@ impl OrderSaga {
             .await?;
         let holders: Vec<OrderId> = batch.reservations().map(|(o, _)| o).collect();
         for order_id in holders {
-            self.for_order(order_id, event, async {
+            self.for_order(order_id, event, |meta| async move {
                 let (order, _) = self.order(order_id, event).await?;
                 let placed = order.placed().cloned();
                 let live = matches!(
@@ -313,6 +312,7 @@ impl OrderSaga {
             })
             .await?;
         }
-        self.write_off_if_expired(batch_id, &meta).await
+        // The batch's own write-off stays in the expiry's flow.
+        self.write_off_if_expired(batch_id, &self.meta(event)).await
     }
 }

@@ -7,7 +7,7 @@ use domain::order::{OrderCommand as OC, OrderStatus};
 use event_schemas::inventory::{ColdChain, ReleaseReason};
 use event_schemas::order::Allocation;
 use event_schemas::values::{DeliveryId, OrderId, Quantity};
-use event_schemas::RecordedEvent;
+use event_schemas::{EventMetadata, RecordedEvent};
 use store::HandlerError;
 
 use super::steps::done;
@@ -19,8 +19,8 @@ impl OrderSaga {
         &self,
         order_id: OrderId,
         event: &RecordedEvent,
+        meta: EventMetadata,
     ) -> Result<Option<(Phase, Option<Vec<Allocation>>)>, HandlerError> {
-        let meta = self.meta(event);
         let (order, _) = self.order(order_id, event).await?;
         let (Some(placed), Some(packed)) = (order.placed().cloned(), order.packed().cloned())
         else {
@@ -80,7 +80,6 @@ impl OrderSaga {
         event: &RecordedEvent,
         picked_up: bool,
     ) -> Result<(), HandlerError> {
-        let meta = self.meta(event);
         let (delivery, _) = self
             .write
             .deliveries
@@ -90,7 +89,7 @@ impl OrderSaga {
             return Ok(());
         };
         let did: DeliveryId = event.stream_id.parse()?;
-        self.for_order(order_id, event, async {
+        self.for_order(order_id, event, |meta| async move {
             let (order, _) = self.order(order_id, event).await?;
             let (want, command, phase) = if picked_up {
                 (

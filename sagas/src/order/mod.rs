@@ -55,7 +55,7 @@ use event_schemas::order::{Allocation, CancellationReason, OrderEvent, PaymentMe
 use event_schemas::payment::PaymentEvent;
 use event_schemas::timer::{TimerEvent, TimerKind};
 use event_schemas::values::{DeliveryId, OrderId, PaymentId};
-use event_schemas::{AnyEvent, RecordedEvent};
+use event_schemas::{AnyEvent, EventMetadata, RecordedEvent};
 use store::{HandlerError, Reactor, StoreTx};
 use uuid::Uuid;
 use write_side::WriteSide;
@@ -153,15 +153,21 @@ impl OrderSaga {
         (order.as_uuid().as_u128() % self.shards as u128) as u32 == self.shard
     }
 
-    /// Runs `step` for `order` unless the state already covers `event`.
-    async fn for_order(
+    /// Runs `step` for `order` unless the state already covers `event`,
+    /// giving it the metadata of the commands it sends: the order's own
+    /// correlation id (whatever flow `event` came from, which stays their
+    /// causation).
+    async fn for_order<F>(
         &self,
         order: OrderId,
         event: &RecordedEvent,
-        step: impl std::future::Future<
+        step: impl FnOnce(EventMetadata) -> F,
+    ) -> Result<(), HandlerError>
+    where
+        F: std::future::Future<
             Output = Result<Option<(Phase, Option<Vec<Allocation>>)>, HandlerError>,
         >,
-    ) -> Result<(), HandlerError> {
+    {
         if !self.mine(order) {
             return Ok(());
         }
@@ -172,7 +178,11 @@ impl OrderSaga {
         {
             return Ok(());
         }
-        if let Some((phase, allocations)) = step.await? {
+        let correlation = match before.as_ref().and_then(|s| s.correlation_id) {
+            Some(c) => c,
+            None => self.order_correlation(order, event).await?,
+        };
+        if let Some((phase, allocations)) = step(self.order_meta(event, correlation)).await? {
             let allocations = allocations
                 .or_else(|| before.as_ref().map(|s| s.allocations.clone()))
                 .unwrap_or_default();
@@ -182,6 +192,7 @@ impl OrderSaga {
                     phase,
                     allocations,
                     position: event.global_position,
+                    correlation_id: Some(correlation),
                 },
             );
         }
@@ -192,8 +203,8 @@ impl OrderSaga {
         &self,
         order_id: OrderId,
         event: &RecordedEvent,
+        meta: EventMetadata,
     ) -> Result<Option<(Phase, Option<Vec<Allocation>>)>, HandlerError> {
-        let meta = self.meta(event);
         let (order, _) = self.order(order_id, event).await?;
         if order.status() != Some(OrderStatus::Created) {
             // Past this step (the saga's state was lost, or the order moved
@@ -245,8 +256,8 @@ impl OrderSaga {
         order_id: OrderId,
         reason: CancellationReason,
         event: &RecordedEvent,
+        meta: EventMetadata,
     ) -> Result<Option<(Phase, Option<Vec<Allocation>>)>, HandlerError> {
-        let meta = self.meta(event);
         let (order, _) = self.order(order_id, event).await?;
         let Some(placed) = order.placed().cloned() else {
             return Ok(None);
@@ -301,27 +312,31 @@ impl Reactor for OrderSaga {
                 let order_id: OrderId = event.stream_id.parse()?;
                 match e {
                     OrderEvent::OrderPlaced(_) => {
-                        self.for_order(order_id, event, self.on_placed(order_id, event))
-                            .await
+                        self.for_order(order_id, event, |meta| {
+                            self.on_placed(order_id, event, meta)
+                        })
+                        .await
                     }
                     OrderEvent::OrderPaid(_) => {
-                        self.for_order(order_id, event, self.on_paid(order_id, event))
+                        self.for_order(order_id, event, |meta| self.on_paid(order_id, event, meta))
                             .await
                     }
                     OrderEvent::OrderPacked(_) => {
-                        self.for_order(order_id, event, self.on_packed(order_id, event))
-                            .await
+                        self.for_order(order_id, event, |meta| {
+                            self.on_packed(order_id, event, meta)
+                        })
+                        .await
                     }
                     OrderEvent::OrderDelivered(_) => {
-                        self.for_order(order_id, event, self.on_delivered(order_id, event))
-                            .await
+                        self.for_order(order_id, event, |meta| {
+                            self.on_delivered(order_id, event, meta)
+                        })
+                        .await
                     }
                     OrderEvent::OrderCancelled(c) => {
-                        self.for_order(
-                            order_id,
-                            event,
-                            self.on_cancelled(order_id, c.reason, event),
-                        )
+                        self.for_order(order_id, event, |meta| {
+                            self.on_cancelled(order_id, c.reason, event, meta)
+                        })
                         .await
                     }
                     _ => Ok(()),
@@ -342,7 +357,7 @@ impl Reactor for OrderSaga {
                 let Some(order_id) = payment.order_id() else {
                     return Ok(());
                 };
-                self.for_order(order_id, event, async {
+                self.for_order(order_id, event, |_| async {
                     let delivered = self
                         .state(order_id)
                         .await?
@@ -359,8 +374,10 @@ impl Reactor for OrderSaga {
                     .await?;
                 match timer.kind() {
                     Some(&TimerKind::ReservationHold { order_id }) => {
-                        self.for_order(order_id, event, self.on_hold_expired(order_id, event))
-                            .await
+                        self.for_order(order_id, event, |meta| {
+                            self.on_hold_expired(order_id, event, meta)
+                        })
+                        .await
                     }
                     _ => Ok(()),
                 }

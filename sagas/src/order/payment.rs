@@ -135,9 +135,10 @@ impl OrderSaga {
     pub(super) async fn on_paid(
         &self,
         order_id: OrderId,
-        event: &RecordedEvent,
+        _event: &RecordedEvent,
+        meta: EventMetadata,
     ) -> Result<Option<(Phase, Option<Vec<Allocation>>)>, HandlerError> {
-        self.cancel_hold(order_id, &self.meta(event)).await?;
+        self.cancel_hold(order_id, &meta).await?;
         Ok(Some((Phase::ReadyToPack, None)))
     }
 
@@ -145,8 +146,8 @@ impl OrderSaga {
         &self,
         order_id: OrderId,
         event: &RecordedEvent,
+        meta: EventMetadata,
     ) -> Result<Option<(Phase, Option<Vec<Allocation>>)>, HandlerError> {
-        let meta = self.meta(event);
         let (order, _) = self.order(order_id, event).await?;
         if order.status() != Some(OrderStatus::Created)
             || order.placed().map(|p| p.payment_method) != Some(PaymentMethod::Card)
@@ -196,8 +197,8 @@ impl OrderSaga {
         &self,
         order_id: OrderId,
         event: &RecordedEvent,
+        meta: EventMetadata,
     ) -> Result<Option<(Phase, Option<Vec<Allocation>>)>, HandlerError> {
-        let meta = self.meta(event);
         let (order, _) = self.order(order_id, event).await?;
         if order.placed().map(|p| p.payment_method) != Some(PaymentMethod::Card) {
             // Cash is collected by the rider (CashCollected completes it).

@@ -9,6 +9,7 @@ use event_schemas::values::OrderId;
 use serde::{Deserialize, Serialize};
 use store::sql::{exec, fetch};
 use store::{HandlerError, Store, StoreTx};
+use uuid::Uuid;
 
 use super::OrderSaga;
 
@@ -51,6 +52,10 @@ pub struct SagaState {
     pub allocations: Vec<Allocation>,
     /// The last log position applied for this order.
     pub position: u64,
+    /// The order's own flow (its placement's correlation id), which every
+    /// command the saga sends about it carries.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<Uuid>,
 }
 
 impl OrderSaga {

@@ -12,6 +12,7 @@ use event_schemas::timer::TimerKind;
 use event_schemas::values::{BatchId, OrderId, Text};
 use event_schemas::{EventMetadata, RecordedEvent};
 use store::{CommandError, HandlerError};
+use uuid::Uuid;
 
 use super::OrderSaga;
 use crate::{caused_by, fail, write_off_expired};
@@ -48,6 +49,8 @@ impl OrderSaga {
         Ok(self.write.orders.load_cached(&id, min).await?)
     }
 
+    /// The metadata of a command about `e`'s own stream (a batch), in
+    /// `e`'s flow.
     pub(super) fn meta(&self, e: &RecordedEvent) -> EventMetadata {
         caused_by(e, self.write.clock.now(), "order-saga")
     }
@@ -149,5 +152,34 @@ impl OrderSaga {
             matches!(e, TimerError::AlreadyFired | TimerError::NotScheduled)
         })?;
         Ok(())
+    }
+
+    /// The metadata of a command about an order: the order's flow as its
+    /// correlation, `e` as its causation.
+    pub(super) fn order_meta(&self, e: &RecordedEvent, correlation: Uuid) -> EventMetadata {
+        EventMetadata {
+            correlation_id: correlation,
+            ..self.meta(e)
+        }
+    }
+
+    /// The correlation id of the order's own flow: that of its placement.
+    pub(super) async fn order_correlation(
+        &self,
+        order_id: OrderId,
+        e: &RecordedEvent,
+    ) -> Result<Uuid, HandlerError> {
+        let id = order_id.to_string();
+        if e.stream_type == OrderEvent::STREAM_TYPE && e.stream_id == id && e.stream_version == 1 {
+            return Ok(e.correlation_id);
+        }
+        let placed = self
+            .write
+            .store
+            .read_stream(OrderEvent::STREAM_TYPE, &id)
+            .await?;
+        Ok(placed
+            .first()
+            .map_or(e.correlation_id, |p| p.correlation_id))
     }
 }

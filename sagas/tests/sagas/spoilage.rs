@@ -123,6 +123,7 @@ async fn batches_expire_on_time_once(pg: bool) {
         correlation_id: Uuid::now_v7(),
         causation_id: None,
         actor: Actor::system("test"),
+        idempotency_key: None,
     };
     let batch = BatchId::new();
     let bid = batch.to_string();

@@ -74,6 +74,7 @@ pub fn meta() -> EventMetadata {
         correlation_id: Uuid::now_v7(),
         causation_id: None,
         actor: Actor::system("test"),
+        idempotency_key: None,
     }
 }
 

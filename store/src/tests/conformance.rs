@@ -115,6 +115,47 @@ async fn postgres_a_reader_waits_for_an_in_flight_xid_above_the_snapshot_xmax() 
     ts.finish().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_refuses_a_position_not_taken_by_its_default() {
+    // Only fl_next_position() gives the inserting transaction its xid before
+    // it takes a position; a position from anywhere else could commit below
+    // a reader's horizon and be skipped for good.
+    let ts = open(Kind::Postgres).await;
+    let crate::Backend::Postgres(pool) = ts.store.backend().clone() else {
+        unreachable!()
+    };
+    for position in ["nextval('events_position_seq')", "1000000"] {
+        let (p, m, _) = raw_event(BatchId::new());
+        let err = sqlx::query(&format!(
+            "INSERT INTO events (aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, position) \
+             VALUES ('InventoryBatch', $1, 1, 'BatchReceived', '1.0', $2::json, $3::json, {position})"
+        ))
+        .bind(BatchId::new().to_string())
+        .bind(p)
+        .bind(m)
+        .execute(&pool)
+        .await
+        .expect_err("a position not from its default is refused");
+        let code = err
+            .as_database_error()
+            .and_then(|d| d.code())
+            .unwrap_or_default();
+        assert_eq!(code, "23514", "{position}: {err}");
+    }
+    // The default still works, in one row or many.
+    let (p, m, _) = raw_event(BatchId::new());
+    sqlx::query(raw_insert_sql(Kind::Postgres))
+        .bind(BatchId::new().to_string())
+        .bind(p)
+        .bind(m)
+        .execute(&pool)
+        .await
+        .unwrap();
+    append_n(&ts.store, 3).await;
+    assert_eq!(ts.store.read_all(0, 10).await.unwrap().len(), 4);
+    ts.finish().await;
+}
+
 async fn raw_append(ts: &TestStore, hold: Duration, commit: bool) -> BatchId {
     let id = BatchId::new();
     let (payload, meta, event_id) = raw_event(id);
