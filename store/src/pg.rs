@@ -93,9 +93,6 @@ async fn wait_below(pool: &PgPool, x: &str, horizon: &Horizon) -> Result<(), Sto
     loop {
         let blockers: Vec<i32> = sqlx::query_scalar(BLOCKERS).bind(x).fetch_all(pool).await?;
         if blockers.is_empty() {
-            if started.elapsed() >= REPORT_AFTER {
-                horizon.clear();
-            }
             return Ok(());
         }
         let waited = started.elapsed();
@@ -201,23 +198,32 @@ pub(crate) async fn read_correlation(
     pool: &PgPool,
     correlation_id: Uuid,
 ) -> Result<Vec<RawEvent>, StoreError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM events WHERE correlation_id = $1 ORDER BY position"
-    ))
-    .bind(correlation_id)
-    .fetch_all(pool)
-    .await?;
-    rows.into_iter().map(raw).collect()
+    read_where(
+        pool,
+        "correlation_id = $1::uuid",
+        &correlation_id.to_string(),
+    )
+    .await
 }
 
 pub(crate) async fn read_idempotency_key(
     pool: &PgPool,
     key: &str,
 ) -> Result<Vec<RawEvent>, StoreError> {
+    read_where(pool, "metadata ->> 'idempotency_key' = $1", key).await
+}
+
+/// Every committed event matching `condition` (one parameter, `$1`, bound
+/// as text), in log order.
+async fn read_where(
+    pool: &PgPool,
+    condition: &str,
+    value: &str,
+) -> Result<Vec<RawEvent>, StoreError> {
     let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM events WHERE metadata ->> 'idempotency_key' = $1 ORDER BY position"
+        "SELECT {COLUMNS} FROM events WHERE {condition} ORDER BY position"
     ))
-    .bind(key)
+    .bind(value)
     .fetch_all(pool)
     .await?;
     rows.into_iter().map(raw).collect()

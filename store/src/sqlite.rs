@@ -85,23 +85,26 @@ pub(crate) async fn read_correlation(
     pool: &SqlitePool,
     correlation_id: Uuid,
 ) -> Result<Vec<RawEvent>, StoreError> {
-    let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM events WHERE correlation_id = ? ORDER BY position"
-    ))
-    .bind(correlation_id.to_string())
-    .fetch_all(pool)
-    .await?;
-    rows.into_iter().map(raw).collect()
+    read_where(pool, "correlation_id = ?", &correlation_id.to_string()).await
 }
 
 pub(crate) async fn read_idempotency_key(
     pool: &SqlitePool,
     key: &str,
 ) -> Result<Vec<RawEvent>, StoreError> {
+    read_where(pool, "json_extract(metadata, '$.idempotency_key') = ?", key).await
+}
+
+/// Every committed event matching `condition` (one parameter), in log order.
+async fn read_where(
+    pool: &SqlitePool,
+    condition: &str,
+    value: &str,
+) -> Result<Vec<RawEvent>, StoreError> {
     let rows = sqlx::query(&format!(
-        "SELECT {COLUMNS} FROM events WHERE json_extract(metadata, '$.idempotency_key') = ? ORDER BY position"
+        "SELECT {COLUMNS} FROM events WHERE {condition} ORDER BY position"
     ))
-    .bind(key)
+    .bind(value)
     .fetch_all(pool)
     .await?;
     rows.into_iter().map(raw).collect()

@@ -6,7 +6,7 @@
 //! [`WARN_AFTER`] it is logged as a warning naming the blocking sessions,
 //! and again every [`WARN_EVERY`] while it lasts.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -50,23 +50,25 @@ pub struct Blocker {
 #[derive(Default)]
 pub(crate) struct Horizon {
     safe_head: AtomicU64,
+    /// Whether `stall` is set (read on every head, so no lock then).
+    stalled: AtomicBool,
     stall: Mutex<Option<Stall>>,
     last_warned: Mutex<Option<Instant>>,
 }
 
 impl Horizon {
+    /// A reader proved `head` safe: nothing below it is in flight, so
+    /// whatever stalled readers before is over.
     pub(crate) fn proven(&self, head: u64) {
         self.safe_head.fetch_max(head, Ordering::SeqCst);
+        if self.stalled.swap(false, Ordering::SeqCst) {
+            *self.stall.lock().expect("stall lock") = None;
+            *self.last_warned.lock().expect("stall lock") = None;
+        }
     }
 
     pub(crate) fn safe_head(&self) -> u64 {
         self.safe_head.load(Ordering::SeqCst)
-    }
-
-    /// A wait finished: nothing is stalled.
-    pub(crate) fn clear(&self) {
-        *self.stall.lock().expect("stall lock") = None;
-        *self.last_warned.lock().expect("stall lock") = None;
     }
 
     /// A wait that began `waited` ago is still blocked by `blockers`.
@@ -79,6 +81,7 @@ impl Horizon {
                 since,
                 blockers: blockers.clone(),
             });
+            self.stalled.store(true, Ordering::SeqCst);
         }
         if waited < WARN_AFTER {
             return;

@@ -179,6 +179,7 @@ impl App {
     /// [`App::log_len`], waiting up to `patience` for the log to settle.
     pub async fn log_len_within(&self, patience: std::time::Duration) -> u64 {
         let deadline = std::time::Instant::now() + patience;
+        let mut last = Value::Null;
         while std::time::Instant::now() < deadline {
             // A log that does not answer fails the test; it never hangs it.
             let left = deadline.saturating_duration_since(std::time::Instant::now());
@@ -192,6 +193,7 @@ impl App {
                 .json()
                 .await
                 .unwrap();
+            last = s.clone();
             // While readers are stalled the head is only the last one proven
             // safe: not settled.
             if !s["stall"].is_null() {
@@ -207,7 +209,7 @@ impl App {
             }
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
-        panic!("the log never settled");
+        panic!("the log never settled: {last}");
     }
 
     pub async fn finish(mut self) {
