@@ -3,18 +3,18 @@
 //! subscriptions). Queries can demand read-your-writes with `minPosition`:
 //! the global position a command returned.
 
+mod http;
 mod model;
 mod schema;
 
 use std::time::Duration;
 
-use async_graphql::http::GraphiQLSource;
-use async_graphql_axum::{GraphQL, GraphQLSubscription};
-use axum::response::{Html, IntoResponse};
+use async_graphql_axum::GraphQLSubscription;
 use axum::routing::get;
 use axum::Router;
 use store::Store;
 
+pub use http::{MAX_BATCH, MAX_BODY_BYTES};
 pub use schema::{build_schema, sdl, FreshledgerSchema};
 
 /// Query limits: deep or expensive queries are refused before they run.
@@ -25,23 +25,13 @@ pub const MAX_PAGE: usize = 100;
 /// Longest a query waits for read models to reach its `minPosition`.
 pub const READ_YOUR_WRITES_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// `/graphql`: GET serves GraphiQL, POST runs queries; `/graphql/ws`
-/// carries subscriptions (graphql-ws / graphql-transport-ws).
+/// `/graphql`: GraphQL over HTTP ([`http`]: POST, or GET with a query;
+/// GraphiQL for a browser's GET); `/graphql/ws` carries subscriptions
+/// (graphql-ws / graphql-transport-ws).
 pub fn router(store: &Store) -> Router {
     let schema = build_schema(store.clone());
     Router::new()
-        .route(
-            "/graphql",
-            get(graphiql).post_service(GraphQL::new(schema.clone())),
-        )
-        .route_service("/graphql/ws", GraphQLSubscription::new(schema))
-}
-
-async fn graphiql() -> impl IntoResponse {
-    Html(
-        GraphiQLSource::build()
-            .endpoint("/graphql")
-            .subscription_endpoint("/graphql/ws")
-            .finish(),
-    )
+        .route("/graphql", get(http::get).post(http::post))
+        .route_service("/graphql/ws", GraphQLSubscription::new(schema.clone()))
+        .with_state(schema)
 }

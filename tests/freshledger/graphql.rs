@@ -349,3 +349,95 @@ async fn the_order_status_subscription_delivers_each_change_once_in_order(backen
     assert!(extra.is_err(), "an extra message: {extra:?}");
     app.finish().await;
 }
+
+/// The GraphQL-over-HTTP specification's own audit (`graphql-http`, the
+/// reference implementation, from npm) against the real binary: no error
+/// and no warning; and the `graphql-ws` npm client receives an order's
+/// first change over `/graphql/ws`. The tools are pinned by
+/// `scripts/graphql-audit/package-lock.json` and installed by
+/// `scripts/services`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_over_http_passes_the_reference_audit() {
+    let app = spawn(Backend::Sqlite).await;
+    let placed = app
+        .send(
+            "/api/v1/orders",
+            order("0192f3a4-0000-7000-8000-0000000000c7", 500),
+            201,
+        )
+        .await;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/graphql-audit");
+    assert!(
+        dir.join("node_modules/graphql-http").exists(),
+        "the audit tools are missing: run scripts/services"
+    );
+    let out = tokio::process::Command::new("node")
+        .arg("audit.mjs")
+        .arg(&app.url)
+        .arg(placed["stream_id"].as_str().unwrap())
+        .current_dir(&dir)
+        .output()
+        .await
+        .expect("node runs");
+    let report = String::from_utf8_lossy(&out.stdout);
+    println!("{report}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "the audit failed:\n{report}");
+    assert!(report.contains(", 0 errors, 0 warnings,"), "{report}");
+    assert!(report.contains("graphql-ws: subscribed"), "{report}");
+    app.finish().await;
+}
+
+/// What the edge refuses before executing anything, each with a code.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graphql_refuses_what_it_must_not_run() {
+    let app = spawn(Backend::Sqlite).await;
+    let post = |content_type: &'static str, body: String| {
+        app.client
+            .post(format!("{}/graphql", app.url))
+            .header("content-type", content_type)
+            .header("accept", "application/graphql-response+json")
+            .body(body)
+            .send()
+    };
+    let code = |v: &Value| v["errors"][0]["extensions"]["code"].clone();
+    // A form post from another site is never executed.
+    let r = post("text/plain", r#"{"query":"{ __typename }"}"#.into())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    assert_eq!(code(&r.json().await.unwrap()), "UNSUPPORTED_MEDIA_TYPE");
+    // A body past the limit is not read.
+    // (Its own connection: the server answers before reading the body and
+    // closes the connection under the client.)
+    let huge = format!(r#"{{"query":"{{ {} }}"}}"#, "__typename ".repeat(20_000));
+    let r = reqwest::Client::new()
+        .post(format!("{}/graphql", app.url))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 413);
+    // A document that does not parse: 400, no data, a code, a short message.
+    let deep = format!(r#"{{"query":"{}"}}"#, "{ a ".repeat(5_000));
+    let r = post("application/json", deep).await.unwrap();
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.unwrap();
+    assert!(v.get("data").is_none(), "{v}");
+    assert_eq!(code(&v), "GRAPHQL_PARSE_FAILED");
+    assert!(v["errors"][0]["message"].as_str().unwrap().len() <= 600);
+    // A document that does not validate.
+    let r = post("application/json", r#"{"query":"{ nope }"}"#.into())
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(code(&r.json().await.unwrap()), "GRAPHQL_VALIDATION_FAILED");
+    // Batches are bounded.
+    let batch = serde_json::to_string(&vec![json!({"query": "{ __typename }"}); 11]).unwrap();
+    let r = post("application/json", batch).await.unwrap();
+    assert_eq!(r.status(), 400);
+    // With application/json the spec keeps 200 for request errors.
+    let v = gql(&app, "{ nope }", json!({})).await;
+    assert_eq!(code(&v), "GRAPHQL_VALIDATION_FAILED");
+    app.finish().await;
+}
