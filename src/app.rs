@@ -184,8 +184,10 @@ async fn serve(store: &Store, settings: Serve) -> Result<(), AppError> {
     let shutdown = shutdown_signal();
     // Tests and scripts read this line to find a port chosen by the OS.
     println!("freshledger listening on http://{bound}");
-    let app = command_api::router(AppState::new(write, settings.manual_clock))
-        .merge(query_api::router(store));
+    let app = command_api::edge(
+        command_api::router(AppState::new(write, settings.manual_clock))
+            .merge(query_api::router(store)),
+    );
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -20,7 +20,10 @@ pub(crate) const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 #[command(version, about)]
 pub(crate) struct Cli {
     /// TOML file with any of: database_url, listen, snapshot_every,
-    /// max_connections, demo_data.
+    /// max_connections, demo_data, expiry_warning_hours, order_saga,
+    /// reservation_hold_minutes, shelf_life_margin_hours, gateway_outcome,
+    /// gateway_latency_ms, saga_shards, saga_concurrency (the flags'
+    /// names with underscores).
     #[arg(long, env = "FRESHLEDGER_CONFIG", global = true)]
     pub(crate) config: Option<PathBuf>,
 

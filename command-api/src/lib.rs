@@ -126,7 +126,7 @@ api! {
     get "/openapi.json" => h::openapi_json, body: (), ok: 200, tag: "operations", "This document";
 }
 
-/// The whole command API.
+/// The whole command API (wrap the server's app in [`edge`]).
 pub fn router(state: AppState) -> Router {
     api_routes()
         .fallback(|| async {
@@ -145,9 +145,16 @@ pub fn router(state: AppState) -> Router {
             idempotency::middleware,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::from_fn(correlation))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// What every route of the server goes through, the command API's and
+/// GraphQL's alike: the request's correlation id (the client's, or a new
+/// one, echoed on the answer) and request tracing. Apply it to the whole
+/// app, after merging: a router merged after `layer` is not wrapped by it.
+pub fn edge(app: Router) -> Router {
+    app.layer(axum::middleware::from_fn(correlation))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
 /// Settles the request's correlation id (the client's, or a new one) and

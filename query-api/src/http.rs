@@ -29,6 +29,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response as HttpResponse};
 use serde_json::{json, Map, Value};
 
+use std::sync::Arc;
+
+use crate::schema::Consistency;
 use crate::FreshledgerSchema;
 
 /// Largest request body (413 beyond).
@@ -233,6 +236,16 @@ async fn execute(schema: &FreshledgerSchema, answer: Answer, batch: BatchRequest
         .iter()
         .map(|r| async_graphql::parser::parse_query(&r.query).is_ok())
         .collect();
+    // One read-your-writes wait for the whole HTTP request.
+    let consistency = Arc::new(Consistency::new());
+    let batch = match batch {
+        BatchRequest::Single(r) => BatchRequest::Single(r.data(consistency)),
+        BatchRequest::Batch(rs) => BatchRequest::Batch(
+            rs.into_iter()
+                .map(|r| r.data(consistency.clone()))
+                .collect(),
+        ),
+    };
     let resp = schema.execute_batch(batch).await;
     match resp {
         BatchResponse::Single(resp) => {

@@ -45,8 +45,43 @@ fn store<'a>(ctx: &Context<'a>) -> &'a Store {
     ctx.data_unchecked::<Store>()
 }
 
-/// Read-your-writes: wait (bounded) until every read model has applied the
-/// log up to `min_position`.
+/// The furthest `expiringBatches` looks ahead.
+const MAX_EXPIRY_HORIZON_HOURS: i32 = 24 * 366;
+
+/// Read-your-writes for one HTTP request: however many fields (aliases,
+/// batched operations) ask for a position, they share one wait, one at a
+/// time, under one deadline; a position reached is not waited for again,
+/// and once the deadline passed every field answers at once.
+pub struct Consistency {
+    deadline: tokio::time::Instant,
+    state: tokio::sync::Mutex<Waited>,
+}
+
+#[derive(Default)]
+struct Waited {
+    /// The highest position every read model is known to have reached.
+    reached: u64,
+    /// The wait ran out: the position read models had got to.
+    gave_up_at: Option<u64>,
+}
+
+impl Consistency {
+    pub fn new() -> Consistency {
+        Consistency {
+            deadline: tokio::time::Instant::now() + READ_YOUR_WRITES_TIMEOUT,
+            state: Default::default(),
+        }
+    }
+}
+
+impl Default for Consistency {
+    fn default() -> Self {
+        Consistency::new()
+    }
+}
+
+/// Read-your-writes: wait (bounded, shared by the request) until every
+/// read model has applied the log up to `min_position`.
 async fn consistent(ctx: &Context<'_>, min_position: Option<i64>) -> Result<()> {
     let Some(p) = min_position else {
         return Ok(());
@@ -54,13 +89,20 @@ async fn consistent(ctx: &Context<'_>, min_position: Option<i64>) -> Result<()> 
     if p < 0 {
         return Err(coded("BAD_USER_INPUT", "minPosition is never negative"));
     }
-    projections::wait_for(
-        ctx.data_unchecked::<Store>(),
-        p as u64,
-        READ_YOUR_WRITES_TIMEOUT,
-    )
-    .await
-    .map_err(|reached| {
+    let p = p as u64;
+    let own;
+    let shared = match ctx.data_opt::<std::sync::Arc<Consistency>>() {
+        Some(c) => c.as_ref(),
+        None => {
+            own = Consistency::new();
+            &own
+        }
+    };
+    let mut waited = shared.state.lock().await;
+    if waited.reached >= p {
+        return Ok(());
+    }
+    let timeout = |reached: u64| {
         coded(
             "READ_MODEL_TIMEOUT",
             format!(
@@ -68,7 +110,24 @@ async fn consistent(ctx: &Context<'_>, min_position: Option<i64>) -> Result<()> 
                 READ_YOUR_WRITES_TIMEOUT
             ),
         )
-    })
+    };
+    if let Some(reached) = waited.gave_up_at {
+        return Err(timeout(reached));
+    }
+    let left = shared
+        .deadline
+        .saturating_duration_since(tokio::time::Instant::now());
+    match projections::wait_for(store(ctx), p, left).await {
+        Ok(()) => {
+            waited.reached = p;
+            Ok(())
+        }
+        Err(reached) => {
+            waited.reached = waited.reached.max(reached);
+            waited.gave_up_at = Some(reached);
+            Err(timeout(reached))
+        }
+    }
 }
 
 fn page_size(first: Option<i32>) -> Result<usize> {
@@ -348,7 +407,15 @@ impl Query {
     ) -> Result<Connection<String, Batch, EmptyFields, EmptyFields>> {
         consistent(ctx, min_position).await?;
         let size = page_size(first)?;
-        let horizon = chrono::Utc::now() + chrono::Duration::hours(within_hours.max(0) as i64);
+        // A year ahead is more than any produce keeps; beyond it the
+        // horizon could pass what timestamps can say.
+        if !(0..=MAX_EXPIRY_HORIZON_HOURS).contains(&within_hours) {
+            return Err(coded(
+                "BAD_USER_INPUT",
+                format!("withinHours is 0 to {MAX_EXPIRY_HORIZON_HOURS}"),
+            ));
+        }
+        let horizon = chrono::Utc::now() + chrono::Duration::hours(within_hours as i64);
         let after = decode_cursor(after)?.unwrap_or_default();
         let found = read::expiring_batches(
             store(ctx),

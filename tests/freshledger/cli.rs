@@ -47,6 +47,53 @@ fn help_explains_every_setting() {
     }
 }
 
+/// `serve --help` names every key the configuration file takes, and a file
+/// with every one of them is accepted (unknown keys are refused).
+#[test]
+fn help_lists_every_config_file_key() {
+    const KEYS: [(&str, &str); 13] = [
+        ("database_url", "\"sqlite://data/x.db\""),
+        ("listen", "\"127.0.0.1:0\""),
+        ("snapshot_every", "100"),
+        ("max_connections", "4"),
+        ("demo_data", "false"),
+        ("expiry_warning_hours", "24"),
+        ("order_saga", "false"),
+        ("reservation_hold_minutes", "15"),
+        ("shelf_life_margin_hours", "24"),
+        ("gateway_outcome", "\"approve\""),
+        ("gateway_latency_ms", "0"),
+        ("saga_shards", "2"),
+        ("saga_concurrency", "4"),
+    ];
+    let serve = help(&["serve", "--help"]).replace(['\n', ' '], "");
+    for (key, _) in KEYS {
+        assert!(serve.contains(key), "serve --help does not list {key}");
+    }
+    let dir = std::env::temp_dir().join(format!("fl-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("all.toml");
+    let text: String = KEYS.iter().map(|(k, v)| format!("{k} = {v}\n")).collect();
+    std::fs::write(&cfg, text).unwrap();
+    let db = format!("sqlite://{}/x.db", dir.display());
+    let out = Command::new(env!("CARGO_BIN_EXE_freshledger"))
+        .args([
+            "--config",
+            cfg.to_str().unwrap(),
+            "--database-url",
+            &db,
+            "migrate",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
 #[tokio::test]
 async fn a_config_file_supplies_settings_and_flags_override_it() {
     let dir = std::env::temp_dir().join(format!("freshledger-cfg-{}", uuid::Uuid::now_v7()));

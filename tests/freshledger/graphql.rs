@@ -441,3 +441,68 @@ async fn graphql_refuses_what_it_must_not_run() {
     assert_eq!(code(&v), "GRAPHQL_VALIDATION_FAILED");
     app.finish().await;
 }
+
+/// Every field of a request that asks for an unreachable position shares
+/// one bounded wait: the request answers (each field with the same
+/// timeout), and a command sent meanwhile is served. GraphQL answers carry
+/// the request's correlation id like every other route.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn min_position_waits_once_per_request() {
+    let app = spawn(Backend::Sqlite).await;
+    let head = app.log_len().await;
+    let fields: Vec<String> = (0..40)
+        .map(|i| {
+            format!(
+                "a{i}: order(id: \"x\", minPosition: {}) {{ id }}",
+                head + 1_000_000
+            )
+        })
+        .collect();
+    let query = format!("{{ {} }}", fields.join(" "));
+    let attack = tokio::spawn({
+        let url = app.url.clone();
+        async move {
+            reqwest::Client::new()
+                .post(format!("{url}/graphql"))
+                .header("x-correlation-id", "0192f3a4-0000-7000-8000-0000000000aa")
+                .timeout(std::time::Duration::from_secs(60))
+                .json(&json!({"query": query}))
+                .send()
+                .await
+                .unwrap()
+        }
+    });
+    // Meanwhile the server serves commands.
+    app.send(
+        "/api/v1/orders",
+        order("0192f3a4-0000-7000-8000-0000000000c8", 500),
+        201,
+    )
+    .await;
+    let r = attack.await.unwrap();
+    assert_eq!(
+        r.headers()["x-correlation-id"],
+        "0192f3a4-0000-7000-8000-0000000000aa"
+    );
+    let v: Value = r.json().await.unwrap();
+    let errors = v["errors"].as_array().unwrap();
+    assert_eq!(errors.len(), 40, "{v}");
+    assert!(
+        errors
+            .iter()
+            .all(|e| e["extensions"]["code"] == "READ_MODEL_TIMEOUT"),
+        "{v}"
+    );
+    // An absurd horizon is refused, not answered wrongly.
+    let v = gql(
+        &app,
+        "{ expiringBatches(withinHours: 71000000) { edges { cursor } } }",
+        json!({}),
+    )
+    .await;
+    assert_eq!(
+        v["errors"][0]["extensions"]["code"], "BAD_USER_INPUT",
+        "{v}"
+    );
+    app.finish().await;
+}
