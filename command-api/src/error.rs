@@ -97,8 +97,7 @@ where
                     ErrorKind::Conflict => StatusCode::CONFLICT,
                     ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                 };
-                ApiError::new(status, err.code(), err.to_string())
-                    .with_details(serde_json::to_value(&err).unwrap_or_default())
+                ApiError::new(status, err.code(), err.to_string()).with_details(details_of(&err))
             }
             CommandError::Conflict { attempts } => ApiError::new(
                 StatusCode::CONFLICT,
@@ -145,5 +144,16 @@ impl From<PathRejection> for ApiError {
 impl From<QueryRejection> for ApiError {
     fn from(r: QueryRejection) -> Self {
         ApiError::bad_request("invalid_query", r.body_text())
+    }
+}
+
+/// A domain error's fields, one level deep: the error enums serialise as
+/// `{"error": <its code>, "details": {...}}`, and the code is already the
+/// answer's `code`.
+fn details_of<E: serde::Serialize>(err: &E) -> serde_json::Value {
+    match serde_json::to_value(err) {
+        Ok(serde_json::Value::Object(mut m)) => m.remove("details").unwrap_or_default(),
+        Ok(other) => other,
+        Err(_) => serde_json::Value::Null,
     }
 }

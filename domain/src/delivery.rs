@@ -56,7 +56,10 @@ pub enum DeliveryError {
     NotCreated,
     #[error("delivery was already created")]
     AlreadyCreated,
-    #[error("cannot {action} a delivery in state {state:?}")]
+    #[error(
+        "cannot {action} a delivery in state {}",
+        crate::error::spelled(.state, false)
+    )]
     IllegalTransition {
         state: DeliveryStatus,
         action: &'static str,

@@ -19,3 +19,19 @@ pub trait DomainError: std::error::Error {
     fn code(&self) -> &'static str;
     fn kind(&self) -> ErrorKind;
 }
+
+/// How the API spells a value in words: its serde name, with underscores
+/// read as spaces when `spaced` (`confirm_allocation` → "confirm
+/// allocation"). For error messages written for a person, never Rust's
+/// debug text.
+pub(crate) fn spelled<T: serde::Serialize>(value: &T, spaced: bool) -> String {
+    let word = serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default();
+    if spaced {
+        word.replace('_', " ")
+    } else {
+        word
+    }
+}

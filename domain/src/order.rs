@@ -168,7 +168,14 @@ impl OrderCommand {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize)]
 #[serde(tag = "error", content = "details", rename_all = "snake_case")]
 pub enum OrderError {
-    #[error("cannot {action:?} an order in state {state:?}")]
+    #[error(
+        "cannot {} an order {}",
+        crate::error::spelled(.action, true),
+        match .state {
+            Some(s) => format!("in state {}", crate::error::spelled(s, false)),
+            None => "that does not exist".to_string(),
+        }
+    )]
     IllegalTransition {
         state: Option<OrderStatus>,
         action: OrderAction,

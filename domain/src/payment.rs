@@ -65,7 +65,10 @@ pub enum PaymentError {
     ZeroAmount,
     #[error("amount is in {given}, payment is in {expected}")]
     CurrencyMismatch { expected: Currency, given: Currency },
-    #[error("operation is for {expected:?} payments")]
+    #[error(
+        "this operation is for {} payments",
+        crate::error::spelled(.expected, true)
+    )]
     WrongMethod { expected: PaymentMethod },
     #[error("payment has failed")]
     Failed,

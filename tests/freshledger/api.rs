@@ -207,7 +207,11 @@ async fn an_order_goes_from_placed_to_delivered(backend: Backend) {
         .send(&o("cancel"), json!({"reason": "customer_request"}), 409)
         .await;
     assert_eq!(e["code"], "illegal_transition");
-    assert_eq!(e["details"]["details"]["state"], "DELIVERED");
+    assert_eq!(e["details"]["state"], "DELIVERED");
+    assert_eq!(
+        e["message"], "cannot cancel an order in state DELIVERED",
+        "written for a person"
+    );
     assert_eq!(app.log_len().await, before);
     app.finish().await;
 }
