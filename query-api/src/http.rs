@@ -170,9 +170,17 @@ fn failed_before_execution(resp: &Response) -> bool {
         && resp.errors.iter().all(|e| e.path.is_empty())
 }
 
-/// Gives every error a stable code and a bounded message.
-fn coded(mut resp: Response, parsed: bool) -> Response {
+/// Gives every error a stable code and a bounded message. `query` is
+/// parsed again only to tell a parse failure from a validation failure,
+/// when the response has an error without a code.
+fn coded(mut resp: Response, query: &str) -> Response {
     let before = failed_before_execution(&resp);
+    let needs_code = resp.errors.iter().any(|e| {
+        e.extensions
+            .as_ref()
+            .is_none_or(|x| x.get("code").is_none())
+    });
+    let parsed = !(needs_code && before) || async_graphql::parser::parse_query(query).is_ok();
     for e in &mut resp.errors {
         if e.message.len() > MAX_MESSAGE {
             let mut end = MAX_MESSAGE;
@@ -232,10 +240,7 @@ fn is_mutation(req: &Request) -> bool {
 }
 
 async fn execute(schema: &FreshledgerSchema, answer: Answer, batch: BatchRequest) -> HttpResponse {
-    let parsed: Vec<bool> = batch
-        .iter()
-        .map(|r| async_graphql::parser::parse_query(&r.query).is_ok())
-        .collect();
+    let queries: Vec<String> = batch.iter().map(|r| r.query.clone()).collect();
     // One read-your-writes wait for the whole HTTP request.
     let consistency = Arc::new(Consistency::new());
     let batch = match batch {
@@ -249,7 +254,7 @@ async fn execute(schema: &FreshledgerSchema, answer: Answer, batch: BatchRequest
     let resp = schema.execute_batch(batch).await;
     match resp {
         BatchResponse::Single(resp) => {
-            let resp = coded(resp, parsed[0]);
+            let resp = coded(resp, &queries[0]);
             let before = failed_before_execution(&resp);
             let mut body = serde_json::to_value(&resp).unwrap_or_else(|_| json!({}));
             let status = if before && answer == Answer::GraphqlResponse {
@@ -266,8 +271,8 @@ async fn execute(schema: &FreshledgerSchema, answer: Answer, batch: BatchRequest
         BatchResponse::Batch(items) => {
             let items: Vec<Response> = items
                 .into_iter()
-                .zip(parsed)
-                .map(|(r, p)| coded(r, p))
+                .zip(&queries)
+                .map(|(r, q)| coded(r, q))
                 .collect();
             let body = serde_json::to_string(&items).unwrap_or_else(|_| "[]".into());
             with_type(answer, StatusCode::OK, body)

@@ -3,18 +3,9 @@
 use async_graphql::{Enum, SimpleObject};
 use event_schemas::values::{Currency, Quantity as DomainQuantity};
 use projections::models::{
-    ts, AvailabilityRow, BatchRow, DeliveryRow, OrderRow, PaymentRow, SpoilageRow, TimelineRow,
+    ts, word, AvailabilityRow, BatchRow, DeliveryRow, OrderRow, PaymentRow, SpoilageRow,
+    TimelineRow,
 };
-use serde::Serialize;
-
-/// The word a serde enum serialises to (`chilled`, `per_kg`, …): what the
-/// API has always shown.
-fn word<T: Serialize>(v: &T) -> String {
-    serde_json::to_value(v)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_default()
-}
 
 /// Integer minor units of an ISO 4217 currency.
 #[derive(Debug, Clone, SimpleObject)]

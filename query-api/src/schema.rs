@@ -198,10 +198,7 @@ impl Order {
     }
     /// card or cash_on_delivery
     async fn payment_method(&self) -> String {
-        serde_json::to_value(self.row.payment_method)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default()
+        read::word(&self.row.payment_method)
     }
     async fn lines(&self) -> Vec<OrderLine> {
         self.order_lines()
@@ -224,11 +221,7 @@ impl Order {
         self.row.allocated
     }
     async fn cancel_reason(&self) -> Option<String> {
-        self.row.cancel_reason.and_then(|r| {
-            serde_json::to_value(r)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_string))
-        })
+        self.row.cancel_reason.as_ref().map(read::word)
     }
     async fn slot_starts_at(&self) -> String {
         read::ts(&self.row.slot_starts_at)

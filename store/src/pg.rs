@@ -90,14 +90,21 @@ const BLOCKERS: &str = "SELECT DISTINCT e.pid \
 async fn wait_below(pool: &PgPool, x: &str, horizon: &Horizon) -> Result<(), StoreError> {
     let started = std::time::Instant::now();
     let mut delay = Duration::from_micros(500);
+    // The sessions last described, and when: described again only when
+    // they change, or once a second (the loop polls every <= 50 ms).
+    let mut described: Option<(Vec<i32>, std::time::Instant)> = None;
     loop {
         let blockers: Vec<i32> = sqlx::query_scalar(BLOCKERS).bind(x).fetch_all(pool).await?;
         if blockers.is_empty() {
             return Ok(());
         }
         let waited = started.elapsed();
-        if waited >= REPORT_AFTER {
+        let stale = described
+            .as_ref()
+            .is_none_or(|(pids, at)| *pids != blockers || at.elapsed() >= REPORT_AFTER);
+        if waited >= REPORT_AFTER && stale {
             horizon.blocked(waited, describe(pool, &blockers).await);
+            described = Some((blockers, std::time::Instant::now()));
         }
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(Duration::from_millis(50));

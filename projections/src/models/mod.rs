@@ -134,8 +134,9 @@ pub fn ts(t: &DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%S%.6fZ").to_string()
 }
 
-/// The word a serde enum serialises to (`chilled`, `per_kg`, …).
-pub(crate) fn word<T: Serialize>(v: &T) -> String {
+/// The word a serde enum serialises to (`chilled`, `per_kg`, …): how the
+/// read models store enums, and how the API shows them.
+pub fn word<T: Serialize>(v: &T) -> String {
     serde_json::to_value(v)
         .ok()
         .and_then(|v| v.as_str().map(str::to_string))
