@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use write_side::WriteSide;
 
-use crate::cli::{self, Cli, Command, ProjectionsCommand, SagaArgs, SagaSettings};
+use crate::cli::{self, Cli, Command, LimitArgs, ProjectionsCommand, SagaArgs, SagaSettings};
 
 /// Why the binary stops with an error.
 #[derive(Debug, thiserror::Error)]
@@ -59,6 +59,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), AppError> {
         expiry_warning_hours: None,
         clock: None,
         saga: SagaArgs::default(),
+        limits: LimitArgs::default(),
     };
     let command = cli.command.as_ref().unwrap_or(&default);
     let store = Store::connect(cli::store_config(&cli, &file))
@@ -101,7 +102,9 @@ pub(crate) async fn run(cli: Cli) -> Result<(), AppError> {
             expiry_warning_hours,
             clock,
             saga,
+            limits,
         } => {
+            let (limits, backdate_window) = cli::limits(limits, &file).map_err(AppError::Config)?;
             let manual = clock.as_deref() == Some("manual");
             let settings = Serve {
                 listen: listen
@@ -125,6 +128,8 @@ pub(crate) async fn run(cli: Cli) -> Result<(), AppError> {
                     None
                 },
                 saga: cli::saga_settings(saga, &file).map_err(AppError::Config)?,
+                limits,
+                backdate_window,
             };
             serve(&store, settings).await?;
         }
@@ -142,6 +147,8 @@ struct Serve {
     warn_before: chrono::Duration,
     manual_clock: Option<Arc<FixedClock>>,
     saga: Option<SagaSettings>,
+    limits: write_side::Limits,
+    backdate_window: chrono::Duration,
 }
 
 async fn serve(store: &Store, settings: Serve) -> Result<(), AppError> {
@@ -149,7 +156,7 @@ async fn serve(store: &Store, settings: Serve) -> Result<(), AppError> {
         Some(c) => c.clone(),
         None => Arc::new(SystemClock),
     };
-    let write = WriteSide::new(store, clock);
+    let write = WriteSide::with_limits(store, clock, settings.limits);
     if settings.demo_data {
         let loaded = command_api::demo::load(&write)
             .await
@@ -185,8 +192,11 @@ async fn serve(store: &Store, settings: Serve) -> Result<(), AppError> {
     // Tests and scripts read this line to find a port chosen by the OS.
     println!("freshledger listening on http://{bound}");
     let app = command_api::edge(
-        command_api::router(AppState::new(write, settings.manual_clock))
-            .merge(query_api::router(store)),
+        command_api::router(
+            AppState::new(write, settings.manual_clock)
+                .with_backdate_window(settings.backdate_window),
+        )
+        .merge(query_api::router(store)),
     );
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)

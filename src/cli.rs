@@ -22,8 +22,9 @@ pub(crate) struct Cli {
     /// TOML file with any of: database_url, listen, snapshot_every,
     /// max_connections, demo_data, expiry_warning_hours, order_saga,
     /// reservation_hold_minutes, shelf_life_margin_hours, gateway_outcome,
-    /// gateway_latency_ms, saga_shards, saga_concurrency (the flags'
-    /// names with underscores).
+    /// gateway_latency_ms, saga_shards, saga_concurrency,
+    /// slot_horizon_days, backdate_window_hours (the flags' names with
+    /// underscores).
     #[arg(long, env = "FRESHLEDGER_CONFIG", global = true)]
     pub(crate) config: Option<PathBuf>,
 
@@ -66,6 +67,8 @@ pub(crate) enum Command {
         clock: Option<String>,
         #[command(flatten)]
         saga: SagaArgs,
+        #[command(flatten)]
+        limits: LimitArgs,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -91,6 +94,19 @@ pub(crate) enum ProjectionsCommand {
         /// One of: orders, stock, deliveries, payments. All when absent.
         name: Option<String>,
     },
+}
+
+/// The bounds the shop sets on what it accepts.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct LimitArgs {
+    /// Accept delivery slots starting at most this many days ahead
+    /// [default: 14].
+    #[arg(long, env = "FRESHLEDGER_SLOT_HORIZON_DAYS", value_parser = clap::value_parser!(u32).range(1..=365))]
+    pub(crate) slot_horizon_days: Option<u32>,
+    /// Accept an X-Occurred-At at most this many hours in the past (late
+    /// uploads from the warehouse floor) [default: 72].
+    #[arg(long, env = "FRESHLEDGER_BACKDATE_WINDOW_HOURS", value_parser = clap::value_parser!(u32).range(0..=8760))]
+    pub(crate) backdate_window_hours: Option<u32>,
 }
 
 /// The order fulfilment saga's settings.
@@ -145,6 +161,8 @@ pub(crate) struct FileConfig {
     pub(crate) gateway_latency_ms: Option<u64>,
     pub(crate) saga_shards: Option<u32>,
     pub(crate) saga_concurrency: Option<u32>,
+    pub(crate) slot_horizon_days: Option<u32>,
+    pub(crate) backdate_window_hours: Option<u32>,
 }
 
 pub(crate) fn file_config(path: &Option<PathBuf>) -> Result<FileConfig, String> {
@@ -170,6 +188,33 @@ pub(crate) fn store_config(cli: &Cli, file: &FileConfig) -> StoreConfig {
         config.max_connections = n;
     }
     config
+}
+
+/// The write side's limits and the command API's backdating window.
+pub(crate) fn limits(
+    args: &LimitArgs,
+    file: &FileConfig,
+) -> Result<(write_side::Limits, chrono::Duration), String> {
+    let days = args
+        .slot_horizon_days
+        .or(file.slot_horizon_days)
+        .unwrap_or(domain::order::DEFAULT_SLOT_HORIZON_DAYS);
+    if !(1..=365).contains(&days) {
+        return Err(format!("slot_horizon_days: {days} is not in 1..=365"));
+    }
+    let hours = args
+        .backdate_window_hours
+        .or(file.backdate_window_hours)
+        .unwrap_or(command_api::DEFAULT_BACKDATE_WINDOW_HOURS);
+    if hours > 8760 {
+        return Err(format!("backdate_window_hours: {hours} is not in 0..=8760"));
+    }
+    Ok((
+        write_side::Limits {
+            slot_horizon: chrono::Duration::days(days.into()),
+        },
+        chrono::Duration::hours(hours.into()),
+    ))
 }
 
 /// The order saga's settings (flag > env > file > default); `None` when it

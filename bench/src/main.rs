@@ -130,6 +130,18 @@ impl Server {
     }
 }
 
+/// A bench that fails (a panic unwinds through here) takes its server
+/// down with it: the server shares the bench's stderr, and a caller
+/// reading that to the end would otherwise wait for ever.
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 #[derive(Clone)]
 struct Client {
     http: reqwest::Client,
@@ -181,6 +193,22 @@ fn unit(n: u64) -> Value {
 
 /// 20 products, each with 5 batches of 1,000,000 units.
 async fn seed(c: &Client) -> Vec<(String, Vec<String>)> {
+    c.send(
+        reqwest::Method::PUT,
+        "/api/v1/warehouses/WH-BER-1",
+        json!({"name": "Bench warehouse",
+               "address": {"recipient": "Receiving", "line1": "Lagerstraße 1", "city": "Berlin",
+                           "postal_code": "10115", "country": "DE"},
+               "zones": [{"code": "AMB-A", "storage": "ambient"}]}),
+    )
+    .await;
+    c.send(
+        reqwest::Method::PUT,
+        "/api/v1/suppliers/SUP-ALMERIA-COOP",
+        json!({"name": "Bench supplier",
+               "contact": {"name": "Sales", "email": "sales@example.com"}}),
+    )
+    .await;
     let mut stock = Vec::new();
     for i in 0..SKUS {
         let sku = format!("BEN-{i:03}");
@@ -196,7 +224,7 @@ async fn seed(c: &Client) -> Vec<(String, Vec<String>)> {
             batches.push(
                 c.post(
                     "/api/v1/batches",
-                    json!({"sku": sku, "warehouse_id": "WH-BER-1", "supplier_id": "SUP-BENCH",
+                    json!({"sku": sku, "warehouse_id": "WH-BER-1", "supplier_id": "SUP-ALMERIA-COOP",
                            "quantity": unit(1_000_000),
                            "expires_at": chrono::Utc::now() + chrono::Duration::days(10 + b as i64),
                            "procurement_cost": eur(100_000), "cold_chain": "ambient"}),

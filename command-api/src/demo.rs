@@ -4,8 +4,9 @@
 
 use chrono::Duration;
 use domain::inventory::InventoryBatchCommand as IC;
+use domain::registry::{Contact, Zone};
 use domain::values::*;
-use domain::{Category, Nutrition, Product};
+use domain::{Category, Nutrition, Product, Supplier, Warehouse};
 use event_schemas::inventory::ColdChain;
 use event_schemas::{Actor, EventMetadata};
 use store::{CommandError, StoreError};
@@ -16,7 +17,28 @@ use write_side::WriteSide;
 use Category::*;
 use PricingUnit::*;
 
-/// (sku, name, categories, price in cents, per, origin, kcal, cold chain, shelf life in days)
+/// Nutrition per 100 g: kcal, then protein, carbohydrate (fibre
+/// included, as USDA counts it), sugars, fat and fibre in milligrams.
+/// Values from USDA FoodData Central (SR Legacy), raw produce.
+const fn n(
+    kcal: u32,
+    protein: u32,
+    carbohydrate: u32,
+    sugar: u32,
+    fat: u32,
+    fibre: u32,
+) -> Nutrition {
+    Nutrition {
+        energy_kcal: kcal,
+        protein_mg: protein,
+        carbohydrate_mg: carbohydrate,
+        sugar_mg: sugar,
+        fat_mg: fat,
+        fibre_mg: fibre,
+    }
+}
+
+/// (sku, name, categories, price in cents, per, origin, nutrition, cold chain, shelf life in days)
 #[allow(clippy::type_complexity)]
 const PRODUCTS: &[(
     &str,
@@ -25,7 +47,7 @@ const PRODUCTS: &[(
     i64,
     PricingUnit,
     &str,
-    u32,
+    Nutrition,
     ColdChain,
     i64,
 )] = &[
@@ -36,7 +58,7 @@ const PRODUCTS: &[(
         299,
         PerKg,
         "IT",
-        52,
+        n(57, 250, 13680, 10370, 120, 2300),
         ColdChain::Chilled,
         30,
     ),
@@ -47,7 +69,7 @@ const PRODUCTS: &[(
         319,
         PerKg,
         "FR",
-        58,
+        n(58, 440, 13610, 9590, 190, 2800),
         ColdChain::Chilled,
         30,
     ),
@@ -58,7 +80,7 @@ const PRODUCTS: &[(
         349,
         PerKg,
         "BE",
-        57,
+        n(57, 360, 15230, 9750, 140, 3100),
         ColdChain::Chilled,
         14,
     ),
@@ -69,7 +91,7 @@ const PRODUCTS: &[(
         189,
         PerKg,
         "EC",
-        89,
+        n(89, 1090, 22840, 12230, 330, 2600),
         ColdChain::Ambient,
         7,
     ),
@@ -80,7 +102,7 @@ const PRODUCTS: &[(
         259,
         PerKg,
         "DO",
-        89,
+        n(89, 1090, 22840, 12230, 330, 2600),
         ColdChain::Ambient,
         7,
     ),
@@ -91,7 +113,7 @@ const PRODUCTS: &[(
         249,
         PerKg,
         "ES",
-        47,
+        n(49, 910, 12540, 8500, 150, 2200),
         ColdChain::Ambient,
         21,
     ),
@@ -102,7 +124,7 @@ const PRODUCTS: &[(
         399,
         PerKg,
         "ES",
-        29,
+        n(29, 1100, 9320, 2500, 300, 2800),
         ColdChain::Ambient,
         21,
     ),
@@ -113,7 +135,7 @@ const PRODUCTS: &[(
         29,
         PerUnit,
         "MX",
-        30,
+        n(30, 700, 10540, 1690, 200, 2800),
         ColdChain::Ambient,
         14,
     ),
@@ -124,7 +146,7 @@ const PRODUCTS: &[(
         499,
         PerKg,
         "IT",
-        69,
+        n(69, 720, 18100, 15480, 160, 900),
         ColdChain::Chilled,
         10,
     ),
@@ -135,7 +157,7 @@ const PRODUCTS: &[(
         299,
         PerUnit,
         "DE",
-        32,
+        n(32, 670, 7680, 4890, 300, 2000),
         ColdChain::Chilled,
         4,
     ),
@@ -146,7 +168,7 @@ const PRODUCTS: &[(
         249,
         PerUnit,
         "PE",
-        57,
+        n(57, 740, 14490, 9960, 330, 2400),
         ColdChain::Chilled,
         8,
     ),
@@ -157,7 +179,7 @@ const PRODUCTS: &[(
         279,
         PerUnit,
         "PT",
-        52,
+        n(52, 1200, 11940, 4420, 650, 6500),
         ColdChain::Chilled,
         3,
     ),
@@ -168,7 +190,7 @@ const PRODUCTS: &[(
         35,
         PerUnit,
         "NZ",
-        61,
+        n(61, 1140, 14660, 8990, 520, 3000),
         ColdChain::Chilled,
         20,
     ),
@@ -179,7 +201,7 @@ const PRODUCTS: &[(
         179,
         PerUnit,
         "PE",
-        60,
+        n(60, 820, 14980, 13660, 380, 1600),
         ColdChain::Ambient,
         8,
     ),
@@ -190,7 +212,7 @@ const PRODUCTS: &[(
         349,
         PerUnit,
         "CR",
-        50,
+        n(50, 540, 13120, 9850, 120, 1400),
         ColdChain::Ambient,
         10,
     ),
@@ -201,7 +223,7 @@ const PRODUCTS: &[(
         129,
         PerUnit,
         "KE",
-        160,
+        n(167, 1960, 8640, 300, 15410, 6800),
         ColdChain::Ambient,
         7,
     ),
@@ -212,7 +234,7 @@ const PRODUCTS: &[(
         149,
         PerKg,
         "ES",
-        30,
+        n(30, 610, 7550, 6200, 150, 400),
         ColdChain::Ambient,
         14,
     ),
@@ -223,7 +245,7 @@ const PRODUCTS: &[(
         449,
         PerKg,
         "IT",
-        39,
+        n(39, 910, 9540, 8390, 250, 1500),
         ColdChain::Chilled,
         6,
     ),
@@ -234,7 +256,7 @@ const PRODUCTS: &[(
         1199,
         PerKg,
         "TR",
-        63,
+        n(63, 1060, 16010, 12820, 200, 2100),
         ColdChain::Chilled,
         7,
     ),
@@ -245,7 +267,7 @@ const PRODUCTS: &[(
         199,
         PerUnit,
         "IL",
-        83,
+        n(83, 1670, 18700, 13670, 1170, 4000),
         ColdChain::Ambient,
         30,
     ),
@@ -256,7 +278,7 @@ const PRODUCTS: &[(
         399,
         PerKg,
         "NL",
-        18,
+        n(18, 880, 3890, 2630, 200, 1200),
         ColdChain::Ambient,
         8,
     ),
@@ -267,7 +289,7 @@ const PRODUCTS: &[(
         229,
         PerUnit,
         "MA",
-        18,
+        n(18, 880, 3890, 2630, 200, 1200),
         ColdChain::Ambient,
         8,
     ),
@@ -278,7 +300,7 @@ const PRODUCTS: &[(
         89,
         PerUnit,
         "NL",
-        15,
+        n(15, 650, 3630, 1670, 110, 500),
         ColdChain::Chilled,
         10,
     ),
@@ -289,7 +311,7 @@ const PRODUCTS: &[(
         549,
         PerKg,
         "ES",
-        31,
+        n(31, 990, 6030, 4200, 300, 2100),
         ColdChain::Chilled,
         12,
     ),
@@ -300,7 +322,7 @@ const PRODUCTS: &[(
         179,
         PerUnit,
         "DE",
-        41,
+        n(41, 930, 9580, 4740, 240, 2800),
         ColdChain::Chilled,
         14,
     ),
@@ -311,7 +333,7 @@ const PRODUCTS: &[(
         249,
         PerKg,
         "DE",
-        41,
+        n(41, 930, 9580, 4740, 240, 2800),
         ColdChain::Chilled,
         21,
     ),
@@ -322,7 +344,7 @@ const PRODUCTS: &[(
         129,
         PerKg,
         "DE",
-        77,
+        n(77, 2050, 17490, 820, 90, 2100),
         ColdChain::Ambient,
         60,
     ),
@@ -333,7 +355,7 @@ const PRODUCTS: &[(
         349,
         PerKg,
         "US",
-        86,
+        n(86, 1570, 20120, 4180, 50, 3000),
         ColdChain::Ambient,
         30,
     ),
@@ -344,7 +366,7 @@ const PRODUCTS: &[(
         149,
         PerKg,
         "NL",
-        40,
+        n(40, 1100, 9340, 4240, 100, 1700),
         ColdChain::Ambient,
         60,
     ),
@@ -355,7 +377,7 @@ const PRODUCTS: &[(
         59,
         PerUnit,
         "ES",
-        149,
+        n(149, 6360, 33060, 1000, 500, 2100),
         ColdChain::Ambient,
         90,
     ),
@@ -366,7 +388,7 @@ const PRODUCTS: &[(
         179,
         PerUnit,
         "ES",
-        34,
+        n(34, 2820, 6640, 1700, 370, 2600),
         ColdChain::Chilled,
         7,
     ),
@@ -377,7 +399,7 @@ const PRODUCTS: &[(
         229,
         PerUnit,
         "FR",
-        25,
+        n(25, 1920, 4970, 1910, 280, 2000),
         ColdChain::Chilled,
         7,
     ),
@@ -388,7 +410,7 @@ const PRODUCTS: &[(
         219,
         PerUnit,
         "IT",
-        23,
+        n(23, 2860, 3630, 420, 390, 2200),
         ColdChain::Chilled,
         5,
     ),
@@ -399,7 +421,7 @@ const PRODUCTS: &[(
         129,
         PerUnit,
         "ES",
-        14,
+        n(14, 900, 2970, 1970, 140, 1200),
         ColdChain::Chilled,
         7,
     ),
@@ -410,7 +432,7 @@ const PRODUCTS: &[(
         299,
         PerKg,
         "DE",
-        49,
+        n(49, 4280, 8750, 2260, 930, 3600),
         ColdChain::Chilled,
         7,
     ),
@@ -421,7 +443,7 @@ const PRODUCTS: &[(
         299,
         PerKg,
         "IT",
-        17,
+        n(17, 1210, 3110, 2500, 320, 1000),
         ColdChain::Chilled,
         10,
     ),
@@ -432,7 +454,7 @@ const PRODUCTS: &[(
         129,
         PerUnit,
         "ES",
-        25,
+        n(25, 980, 5880, 3530, 180, 3000),
         ColdChain::Chilled,
         10,
     ),
@@ -443,7 +465,7 @@ const PRODUCTS: &[(
         1299,
         PerKg,
         "PE",
-        20,
+        n(20, 2200, 3880, 1880, 120, 2100),
         ColdChain::Chilled,
         5,
     ),
@@ -454,7 +476,7 @@ const PRODUCTS: &[(
         799,
         PerKg,
         "PL",
-        22,
+        n(22, 2500, 4300, 1720, 100, 600),
         ColdChain::Chilled,
         6,
     ),
@@ -465,7 +487,7 @@ const PRODUCTS: &[(
         1499,
         PerKg,
         "DE",
-        33,
+        n(33, 3310, 6090, 1110, 410, 2300),
         ColdChain::Chilled,
         5,
     ),
@@ -476,7 +498,7 @@ const PRODUCTS: &[(
         199,
         PerUnit,
         "DE",
-        23,
+        n(23, 3150, 2650, 300, 640, 1600),
         ColdChain::Ambient,
         10,
     ),
@@ -487,7 +509,7 @@ const PRODUCTS: &[(
         99,
         PerUnit,
         "IL",
-        23,
+        n(23, 2130, 3670, 870, 520, 2800),
         ColdChain::Chilled,
         5,
     ),
@@ -498,7 +520,7 @@ const PRODUCTS: &[(
         99,
         PerUnit,
         "DE",
-        44,
+        n(44, 3290, 8410, 0, 730, 6800),
         ColdChain::Chilled,
         5,
     ),
@@ -509,19 +531,111 @@ const PRODUCTS: &[(
         699,
         PerKg,
         "CN",
-        80,
+        n(80, 1820, 17770, 1700, 750, 2000),
         ColdChain::Ambient,
         30,
     ),
 ];
 
-const WAREHOUSES: &[&str] = &["WH-BER-1", "WH-HAM-1", "WH-MUC-1"];
-const SUPPLIERS: &[&str] = &[
-    "SUP-ALMERIA-COOP",
-    "SUP-VENLO-FRESH",
-    "SUP-BODENSEE-OBST",
-    "SUP-LIMA-EXPORT",
+/// (id, name, street, postal code, city, storage zones)
+#[allow(clippy::type_complexity)]
+const WAREHOUSES: &[(&str, &str, &str, &str, &str, &[(&str, ColdChain)])] = &[
+    (
+        "WH-BER-1",
+        "Berlin Mitte fulfilment centre",
+        "Invalidenstraße 116",
+        "10115",
+        "Berlin",
+        &[
+            ("AMB-A", ColdChain::Ambient),
+            ("CHL-A", ColdChain::Chilled),
+            ("CHL-B", ColdChain::Chilled),
+            ("FRZ-A", ColdChain::Frozen),
+        ],
+    ),
+    (
+        "WH-HAM-1",
+        "Hamburg port fulfilment centre",
+        "Großer Grasbrook 9",
+        "20457",
+        "Hamburg",
+        &[("AMB-A", ColdChain::Ambient), ("CHL-A", ColdChain::Chilled)],
+    ),
+    (
+        "WH-MUC-1",
+        "Munich west fulfilment centre",
+        "Landsberger Straße 110",
+        "80339",
+        "München",
+        &[("AMB-A", ColdChain::Ambient), ("CHL-A", ColdChain::Chilled)],
+    ),
 ];
+
+/// (id, name, contact, email, phone)
+const SUPPLIERS: &[(&str, &str, &str, &str, &str)] = &[
+    (
+        "SUP-ALMERIA-COOP",
+        "Cooperativa Hortofrutícola de Almería",
+        "Lucía Fernández",
+        "ventas@almeria-coop.example",
+        "+34950123456",
+    ),
+    (
+        "SUP-VENLO-FRESH",
+        "Venlo Fresh B.V.",
+        "Daan de Vries",
+        "orders@venlofresh.example",
+        "+31771234567",
+    ),
+    (
+        "SUP-BODENSEE-OBST",
+        "Obstgenossenschaft Bodensee eG",
+        "Anna Maier",
+        "vertrieb@bodensee-obst.example",
+        "+497541123456",
+    ),
+    (
+        "SUP-LIMA-EXPORT",
+        "Lima Export S.A.C.",
+        "Carlos Quispe",
+        "export@lima-export.example",
+        "+5114123456",
+    ),
+];
+
+/// Registers the demo warehouses and suppliers, unless some warehouse is
+/// registered already. Returns how many warehouses it registered.
+pub async fn register(write: &WriteSide) -> Result<usize, StoreError> {
+    if !write.catalog.warehouses().await?.is_empty() {
+        return Ok(0);
+    }
+    for (id, name, street, postal, city, zones) in WAREHOUSES {
+        let warehouse = Warehouse::new(
+            id.parse().expect("demo ids are valid"),
+            name.parse().expect("valid"),
+            Address::new(name, street, None, city, postal, "DE").expect("valid"),
+            zones
+                .iter()
+                .map(|(code, storage)| Zone {
+                    code: code.parse().expect("valid"),
+                    storage: *storage,
+                })
+                .collect(),
+        )
+        .expect("demo warehouses are valid");
+        write.catalog.register_warehouse(&warehouse).await?;
+    }
+    for (id, name, contact, email, phone) in SUPPLIERS {
+        let supplier = Supplier {
+            id: id.parse().expect("demo ids are valid"),
+            name: name.parse().expect("valid"),
+            contact: Contact::new(contact.parse().expect("valid"), email, Some(phone))
+                .expect("demo contacts are valid"),
+        };
+        write.catalog.register_supplier(&supplier).await?;
+    }
+    Ok(WAREHOUSES.len())
+}
 
 /// What the demo loaded.
 #[derive(Debug, Default, Clone, Copy)]
@@ -533,6 +647,7 @@ pub struct Loaded {
 /// Loads the demo catalogue and stock unless the catalogue already has
 /// products. Returns what it loaded (nothing on a second run).
 pub async fn load(write: &WriteSide) -> Result<Loaded, StoreError> {
+    register(write).await?;
     if !write.catalog.list().await?.is_empty() {
         return Ok(Loaded::default());
     }
@@ -545,7 +660,7 @@ pub async fn load(write: &WriteSide) -> Result<Loaded, StoreError> {
         idempotency_key: None,
     };
     let mut loaded = Loaded::default();
-    for (i, (sku, name, cats, cents, per, origin, kcal, cold, shelf_days)) in
+    for (i, (sku, name, cats, cents, per, origin, nutrition, cold, shelf_days)) in
         PRODUCTS.iter().enumerate()
     {
         let sku: Sku = sku.parse().expect("demo SKUs are valid");
@@ -556,17 +671,14 @@ pub async fn load(write: &WriteSide) -> Result<Loaded, StoreError> {
             Money::new(*cents, Currency::EUR).expect("valid"),
             *per,
             origin,
-            Nutrition {
-                energy_kcal: *kcal,
-                ..Nutrition::default()
-            },
+            *nutrition,
         )
         .expect("demo products are valid");
         write.catalog.upsert(&product).await?;
         loaded.products += 1;
         // Two batches per product per warehouse: an older one nearing its
         // expiry and a fresh one, so FEFO has something to choose.
-        for (w, warehouse) in WAREHOUSES.iter().enumerate() {
+        for (w, (warehouse, ..)) in WAREHOUSES.iter().enumerate() {
             for age in 0..2i64 {
                 let quantity = match per {
                     PerKg => Quantity::grams(20_000 + 5_000 * ((i + w) as u64 % 4)),
@@ -588,7 +700,10 @@ pub async fn load(write: &WriteSide) -> Result<Loaded, StoreError> {
                     batch_id,
                     sku: sku.clone(),
                     warehouse_id: warehouse.parse().expect("valid"),
-                    supplier_id: SUPPLIERS[(i + w) % SUPPLIERS.len()].parse().expect("valid"),
+                    supplier_id: SUPPLIERS[(i + w) % SUPPLIERS.len()]
+                        .0
+                        .parse()
+                        .expect("valid"),
                     quantity,
                     expires_at: now + Duration::days(life) + Duration::hours(i as i64 % 12),
                     procurement_cost: Money::new(cost, Currency::EUR).expect("valid"),

@@ -3,6 +3,7 @@
 
 use chrono::{DateTime, Utc};
 use domain::order::{LineRequest, PackRequest};
+use domain::registry::Zone;
 use domain::values::*;
 use domain::{Category, Nutrition};
 use event_schemas::delivery::ProofOfDelivery;
@@ -280,6 +281,38 @@ pub struct ProductBody {
     pub origin: String,
     #[serde(default)]
     pub nutrition: Nutrition,
+}
+
+/// A warehouse as the back-office registers it (the id is in the path).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WarehouseBody {
+    pub name: Text<120>,
+    pub address: Address,
+    /// Its storage zones, 1 to 64, codes unique: a batch is received only
+    /// where a zone keeps the storage it needs.
+    #[schemars(length(min = 1, max = 64))]
+    pub zones: Vec<Zone>,
+}
+
+/// A supplier as the back-office registers it (the id is in the path).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SupplierBody {
+    pub name: Text<120>,
+    pub contact: ContactBody,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ContactBody {
+    pub name: Text<120>,
+    #[schemars(email, length(max = 254))]
+    pub email: String,
+    /// E.164: `+` and 7 to 15 digits.
+    #[serde(default)]
+    #[schemars(regex(pattern = r"^\+[1-9][0-9]{6,14}$"))]
+    pub phone: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

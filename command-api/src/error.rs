@@ -84,6 +84,16 @@ impl From<StoreError> for ApiError {
     }
 }
 
+/// The status a kind of domain error is answered with.
+pub fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+    }
+}
+
 impl<E> From<CommandError<E>> for ApiError
 where
     E: DomainError + serde::Serialize,
@@ -91,12 +101,13 @@ where
     fn from(e: CommandError<E>) -> Self {
         match e {
             CommandError::Rejected(err) => {
-                let status = match err.kind() {
-                    ErrorKind::Invalid => StatusCode::UNPROCESSABLE_ENTITY,
-                    ErrorKind::NotFound => StatusCode::NOT_FOUND,
-                    ErrorKind::Conflict => StatusCode::CONFLICT,
-                    ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-                };
+                debug_assert!(
+                    E::CODES.contains(&(err.code(), err.kind())),
+                    "{} ({:?}) is missing from its error's CODES",
+                    err.code(),
+                    err.kind()
+                );
+                let status = status_of(err.kind());
                 ApiError::new(status, err.code(), err.to_string()).with_details(details_of(&err))
             }
             CommandError::Conflict { attempts } => ApiError::new(

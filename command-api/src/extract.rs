@@ -26,8 +26,78 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::Json(v) = axum::Json::<T>::from_request(req, state).await?;
-        Ok(ApiJson(v))
+        let axum::Json(mut v) = axum::Json::<serde_json::Value>::from_request(req, state).await?;
+        integers(&mut v);
+        if let Some(at) = nil_uuid_in(&v, String::new()) {
+            return Err(nil_uuid(&at));
+        }
+        serde_path_to_error::deserialize(v)
+            .map(ApiJson)
+            .map_err(|e| {
+                let at = e.path().to_string();
+                let message = if at == "." {
+                    e.inner().to_string()
+                } else {
+                    format!("{at}: {}", e.inner())
+                };
+                ApiError::invalid("invalid_body", message)
+            })
+    }
+}
+
+fn is_nil_uuid(s: &str) -> bool {
+    Uuid::parse_str(s).is_ok_and(|u| u.is_nil())
+}
+
+fn nil_uuid(at: &str) -> ApiError {
+    ApiError::invalid(
+        "nil_uuid",
+        format!("{at}: the nil UUID (all zeros) is not an id; use a UUID v7"),
+    )
+    .with_details(serde_json::json!({ "field": at }))
+}
+
+/// Every number in this API is an integer, and JSON Schema counts `2.0`
+/// as one: a number with a zero fraction is read as that integer, up to
+/// 2^53 (where a float still holds every integer exactly). Anything else
+/// is left for the body's type to refuse.
+fn integers(v: &mut serde_json::Value) {
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    match v {
+        serde_json::Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                if f.fract() == 0.0 && f.abs() <= EXACT {
+                    *v = serde_json::Value::from(f as i64);
+                }
+            }
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(integers),
+        serde_json::Value::Object(fields) => fields.values_mut().for_each(integers),
+        _ => {}
+    }
+}
+
+/// Where in a body a nil UUID stands, if anywhere: no id may be all zeros.
+fn nil_uuid_in(v: &serde_json::Value, at: String) -> Option<String> {
+    match v {
+        serde_json::Value::String(s) if is_nil_uuid(s) => {
+            Some(if at.is_empty() { ".".into() } else { at })
+        }
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| nil_uuid_in(x, format!("{at}[{i}]"))),
+        serde_json::Value::Object(fields) => fields.iter().find_map(|(k, x)| {
+            nil_uuid_in(
+                x,
+                if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                },
+            )
+        }),
+        _ => None,
     }
 }
 
@@ -44,6 +114,11 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let axum::extract::Path(v) =
             axum::extract::Path::<T>::from_request_parts(parts, state).await?;
+        if let Ok(params) = axum::extract::RawPathParams::from_request_parts(parts, state).await {
+            if let Some((name, _)) = params.iter().find(|(_, v)| is_nil_uuid(v)) {
+                return Err(nil_uuid(name));
+            }
+        }
         Ok(ApiPath(v))
     }
 }
@@ -77,10 +152,12 @@ impl RequestContext {
     }
 }
 
+/// A header's text; an empty header is an absent one.
 fn header<'a>(parts: &'a Parts, name: &str) -> Result<Option<&'a str>, ApiError> {
     parts
         .headers
         .get(name)
+        .filter(|v| !v.is_empty())
         .map(|v| {
             v.to_str()
                 .map_err(|_| ApiError::bad_request("invalid_header", format!("{name} is not text")))
@@ -127,6 +204,18 @@ impl FromRequestParts<AppState> for RequestContext {
                         "occurred_in_future",
                         format!("{OCCURRED_AT} is in the future"),
                     ));
+                }
+                if t < now - state.backdate_window {
+                    return Err(ApiError::invalid(
+                        "occurred_too_long_ago",
+                        format!(
+                            "{OCCURRED_AT} may date a command at most {} hours back",
+                            state.backdate_window.num_hours()
+                        ),
+                    )
+                    .with_details(serde_json::json!({
+                        "backdate_window_hours": state.backdate_window.num_hours()
+                    })));
                 }
                 t
             }

@@ -10,8 +10,9 @@ use domain::delivery::DeliveryCommand as DC;
 use domain::inventory::InventoryBatchCommand as IC;
 use domain::order::OrderCommand as OC;
 use domain::payment::PaymentCommand as PC;
+use domain::registry::Contact;
 use domain::values::*;
-use domain::{DomainError, Product};
+use domain::{DomainError, Product, Supplier, Warehouse};
 use store::Aggregates;
 use uuid::Uuid;
 
@@ -462,6 +463,41 @@ pub async fn list_products(State(s): State<AppState>) -> Result<Response, ApiErr
     Ok(Json(s.write.catalog.list().await?).into_response())
 }
 
+pub async fn put_warehouse(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<WarehouseId>,
+    ApiJson(b): ApiJson<WarehouseBody>,
+) -> Result<Json<Warehouse>, ApiError> {
+    let w = Warehouse::new(id, b.name, b.address, b.zones)
+        .map_err(|e| ApiError::invalid("invalid_warehouse", e.to_string()))?;
+    s.write.catalog.register_warehouse(&w).await?;
+    Ok(Json(w))
+}
+
+pub async fn list_warehouses(State(s): State<AppState>) -> Result<Json<Vec<Warehouse>>, ApiError> {
+    Ok(Json(s.write.catalog.warehouses().await?))
+}
+
+pub async fn put_supplier(
+    State(s): State<AppState>,
+    ApiPath(id): ApiPath<SupplierId>,
+    ApiJson(b): ApiJson<SupplierBody>,
+) -> Result<Json<Supplier>, ApiError> {
+    let contact = Contact::new(b.contact.name, &b.contact.email, b.contact.phone.as_deref())
+        .map_err(|e| ApiError::invalid("invalid_supplier", e.to_string()))?;
+    let supplier = Supplier {
+        id,
+        name: b.name,
+        contact,
+    };
+    s.write.catalog.register_supplier(&supplier).await?;
+    Ok(Json(supplier))
+}
+
+pub async fn list_suppliers(State(s): State<AppState>) -> Result<Json<Vec<Supplier>>, ApiError> {
+    Ok(Json(s.write.catalog.suppliers().await?))
+}
+
 // --- audit -----------------------------------------------------------------------
 
 pub async fn log_status(State(s): State<AppState>) -> Result<Json<LogStatus>, ApiError> {
@@ -491,6 +527,12 @@ pub async fn events(
     q: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, ApiError> {
     let Query(q) = q?;
+    if q.after > i64::MAX as u64 {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!("after is at most {}", i64::MAX),
+        ));
+    }
     let limit = q.limit.unwrap_or(100);
     if !(1..=1_000).contains(&limit) {
         return Err(ApiError::invalid("invalid_limit", "limit is 1 to 1000"));

@@ -16,7 +16,7 @@
 
 use axum::body::{to_bytes, Body};
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -28,6 +28,8 @@ use crate::extract::IdempotencyKey;
 use crate::{AppState, MAX_BODY_BYTES};
 
 pub const HEADER: &str = "idempotency-key";
+/// What a key must look like: 1 to 255 visible ASCII characters.
+pub const KEY_PATTERN: &str = "^[!-~]{1,255}$";
 pub const REPLAYED: &str = "idempotent-replayed";
 
 fn replay(status: u16, body: String) -> Response {
@@ -79,11 +81,20 @@ async fn settle(state: &AppState, key: &str, status: StatusCode, body: &str) {
 }
 
 pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let Some(key) = req.headers().get(HEADER) else {
+    // Keys apply to the routes that write (a read is safe to repeat; an
+    // unknown route or method is refused whatever its headers).
+    let writes = matches!(*req.method(), Method::POST | Method::PUT)
+        && req
+            .extensions()
+            .get::<MatchedPath>()
+            .is_some_and(|p| crate::ok_status(req.method(), p.as_str()).is_some());
+    let Some(key) = req.headers().get(HEADER).filter(|_| writes) else {
         return next.run(req).await;
     };
     let key = match key.to_str() {
-        Ok(k) if !k.is_empty() && k.len() <= 255 => k.to_string(),
+        Ok(k) if (1..=255).contains(&k.len()) && k.bytes().all(|b| b.is_ascii_graphic()) => {
+            k.to_string()
+        }
         _ => {
             return ApiError::bad_request(
                 "invalid_idempotency_key",
@@ -110,6 +121,16 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     h.update(parts.uri.path());
     h.update([0]);
     h.update(&bytes);
+    // Who asks is part of the request: the same key from another subject
+    // is a different request, never a replay of someone else's answer.
+    h.update([0]);
+    h.update(
+        parts
+            .headers
+            .get(crate::extract::ACTOR)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default(),
+    );
     let hash: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
 
     let success = parts

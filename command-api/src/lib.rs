@@ -41,21 +41,32 @@ pub struct AppState {
     /// Set when the server runs on a manual clock (`serve --clock manual`):
     /// `POST /api/v1/clock` moves it. Tests and demos only.
     pub manual_clock: Option<Arc<FixedClock>>,
+    /// How far back `X-Occurred-At` may date a command.
+    pub backdate_window: chrono::Duration,
 }
+
+/// How far back `X-Occurred-At` may date a command unless configured.
+pub const DEFAULT_BACKDATE_WINDOW_HOURS: u32 = 72;
 
 impl AppState {
     pub fn new(write: WriteSide, manual_clock: Option<Arc<FixedClock>>) -> Self {
         AppState {
             write,
             manual_clock,
+            backdate_window: chrono::Duration::hours(DEFAULT_BACKDATE_WINDOW_HOURS.into()),
         }
+    }
+
+    pub fn with_backdate_window(mut self, window: chrono::Duration) -> Self {
+        self.backdate_window = window;
+        self
     }
 }
 
 /// Declares every route once: the router and the OpenAPI document are both
 /// built from this table, so neither can miss one.
 macro_rules! api {
-    ($( $method:ident $path:literal => $handler:path, body: $body:ty, ok: $ok:literal, tag: $tag:literal, $summary:literal; )*) => {
+    ($( $method:ident $path:literal => $handler:path, body: $body:ty, resp: $resp:ty, errors: $errors:ty, codes: [$($status:literal $code:literal),*], ok: $ok:literal, tag: $tag:literal, $summary:literal; )*) => {
         fn api_routes() -> Router<AppState> {
             Router::new() $( .route($path, $method($handler)) )*
         }
@@ -78,52 +89,70 @@ macro_rules! api {
                 ok: $ok,
                 body: openapi::body_schema::<$body>(),
                 body_name: openapi::short_name::<$body>(),
+                response: openapi::response_of::<$resp>(),
+                errors: {
+                    #[allow(unused_mut)]
+                    let mut codes = openapi::domain_codes::<$errors>();
+                    let own: &[(u16, &'static str)] = &[$( ($status, $code) ),*];
+                    codes.extend_from_slice(own);
+                    codes
+                },
             }, )* ]
         }
     };
 }
 
+use domain::delivery::DeliveryError;
+use domain::inventory::InventoryError;
+use domain::order::OrderError;
+use domain::payment::PaymentError;
+use domain::{Product, Supplier, Warehouse};
 use dto::*;
+use event_schemas::RecordedEvent;
 use handlers as h;
 
 api! {
-    post "/api/v1/batches" => h::receive_batch, body: ReceiveBatch, ok: 201, tag: "inventory", "Receive a batch of stock";
-    post "/api/v1/batches/{batch_id}/reservations" => h::reserve, body: Reserve, ok: 200, tag: "inventory", "Reserve stock for an order (idempotent per order)";
-    post "/api/v1/batches/{batch_id}/releases" => h::release, body: Release, ok: 200, tag: "inventory", "Release an order's reservation (idempotent)";
-    post "/api/v1/batches/{batch_id}/picks" => h::pick, body: Pick, ok: 200, tag: "inventory", "Pick reserved stock; any rest is released";
-    post "/api/v1/batches/{batch_id}/adjustments" => h::adjust, body: AdjustStock, ok: 200, tag: "inventory", "Record a stock count";
-    post "/api/v1/batches/{batch_id}/write-offs" => h::write_off, body: WriteOff, ok: 200, tag: "inventory", "Write stock off (spoiled, damaged, expired, quality)";
-    post "/api/v1/batches/{batch_id}/expiry-warning" => h::expiry_warning, body: Empty, ok: 200, tag: "inventory", "Raise the batch's expiry warning (idempotent)";
-    post "/api/v1/batches/{batch_id}/expiry" => h::expire, body: Empty, ok: 200, tag: "inventory", "Mark the batch expired (refused before its expiry)";
-    post "/api/v1/orders" => h::place_order, body: PlaceOrder, ok: 201, tag: "orders", "Place an order, priced from the catalogue";
-    post "/api/v1/orders/{order_id}/allocation" => h::confirm_allocation, body: ConfirmAllocation, ok: 200, tag: "orders", "Confirm the batches each line is reserved on";
-    post "/api/v1/orders/{order_id}/payment" => h::mark_paid, body: MarkPaid, ok: 200, tag: "orders", "Mark a card order paid";
-    post "/api/v1/orders/{order_id}/pack" => h::pack, body: Pack, ok: 200, tag: "orders", "Record what was packed (actual weights)";
-    post "/api/v1/orders/{order_id}/ship" => h::ship, body: WithDelivery, ok: 200, tag: "orders", "Ship a packed order";
-    post "/api/v1/orders/{order_id}/deliver" => h::deliver, body: WithDelivery, ok: 200, tag: "orders", "Mark a shipped order delivered";
-    post "/api/v1/orders/{order_id}/cancel" => h::cancel, body: CancelOrder, ok: 200, tag: "orders", "Cancel an order before it ships";
-    post "/api/v1/orders/{order_id}/lines/{sku}/cancel" => h::cancel_line, body: CancelOrder, ok: 200, tag: "orders", "Cancel one line before packing (never the last; a paid line is refunded)";
-    post "/api/v1/orders/{order_id}/refunds" => h::request_refund, body: RequestRefund, ok: 200, tag: "orders", "Ask for a refund of what was paid";
-    post "/api/v1/payments" => h::initiate_payment, body: InitiatePayment, ok: 201, tag: "payments", "Start a payment for an order";
-    post "/api/v1/payments/{payment_id}/gateway-events" => h::gateway_event, body: GatewayEvent, ok: 200, tag: "payments", "Payment gateway callback: authorized, captured, failed or voided";
-    post "/api/v1/payments/{payment_id}/refunds" => h::refund_payment, body: RefundPayment, ok: 200, tag: "payments", "Refund captured or collected money";
-    post "/api/v1/payments/{payment_id}/cash-collections" => h::collect_cash, body: CollectCash, ok: 200, tag: "payments", "Record cash collected at the door";
-    post "/api/v1/deliveries" => h::create_delivery, body: CreateDelivery, ok: 201, tag: "deliveries", "Create a delivery for a packed order";
-    post "/api/v1/deliveries/{delivery_id}/rider" => h::assign_rider, body: WithRider, ok: 200, tag: "deliveries", "Assign (or reassign) a rider";
-    post "/api/v1/deliveries/{delivery_id}/pickup" => h::pick_up, body: WithRider, ok: 200, tag: "deliveries", "The rider collected the parcel";
-    post "/api/v1/deliveries/{delivery_id}/locations" => h::report_location, body: ReportLocation, ok: 200, tag: "deliveries", "Report the rider's position";
-    post "/api/v1/deliveries/{delivery_id}/complete" => h::complete_delivery, body: CompleteDelivery, ok: 200, tag: "deliveries", "Hand-over with proof";
-    post "/api/v1/deliveries/{delivery_id}/failed-attempts" => h::fail_attempt, body: FailAttempt, ok: 200, tag: "deliveries", "The hand-over failed";
-    put "/api/v1/products/{sku}" => h::put_product, body: ProductBody, ok: 200, tag: "catalogue", "Create or replace a product";
-    get "/api/v1/products" => h::list_products, body: (), ok: 200, tag: "catalogue", "List the catalogue";
-    get "/api/v1/log" => h::log_status, body: (), ok: 200, tag: "audit", "Head position and size of the event log, and every subscriber's checkpoint";
-    get "/api/v1/events" => h::events, body: (), ok: 200, tag: "audit", "The global log, in position order (?after=&limit=)";
-    get "/api/v1/streams/{stream_type}/{stream_id}/events" => h::stream_events, body: (), ok: 200, tag: "audit", "One stream's events";
-    get "/api/v1/correlations/{correlation_id}/events" => h::correlation_events, body: (), ok: 200, tag: "audit", "Every event of one business flow";
-    post "/api/v1/clock" => h::move_clock, body: ClockChange, ok: 200, tag: "operations", "Move the manual clock (only with serve --clock manual)";
-    get "/healthz" => h::healthz, body: (), ok: 200, tag: "operations", "The process is alive";
-    get "/readyz" => h::readyz, body: (), ok: 200, tag: "operations", "The process can serve: the database answered within 1 s (a stalled log is reported)";
-    get "/openapi.json" => h::openapi_json, body: (), ok: 200, tag: "operations", "This document";
+    post "/api/v1/batches" => h::receive_batch, body: ReceiveBatch, resp: CommandResponse, errors: InventoryError, codes: [], ok: 201, tag: "inventory", "Receive a batch of stock";
+    post "/api/v1/batches/{batch_id}/reservations" => h::reserve, body: Reserve, resp: CommandResponse, errors: InventoryError, codes: [], ok: 200, tag: "inventory", "Reserve stock for an order (idempotent per order)";
+    post "/api/v1/batches/{batch_id}/releases" => h::release, body: Release, resp: CommandResponse, errors: InventoryError, codes: [], ok: 200, tag: "inventory", "Release an order's reservation (idempotent)";
+    post "/api/v1/batches/{batch_id}/picks" => h::pick, body: Pick, resp: CommandResponse, errors: InventoryError, codes: [], ok: 200, tag: "inventory", "Pick reserved stock; any rest is released";
+    post "/api/v1/batches/{batch_id}/adjustments" => h::adjust, body: AdjustStock, resp: CommandResponse, errors: InventoryError, codes: [], ok: 200, tag: "inventory", "Record a stock count";
+    post "/api/v1/batches/{batch_id}/write-offs" => h::write_off, body: WriteOff, resp: CommandResponse, errors: InventoryError, codes: [], ok: 200, tag: "inventory", "Write stock off (spoiled, damaged, expired, quality)";
+    post "/api/v1/batches/{batch_id}/expiry-warning" => h::expiry_warning, body: Empty, resp: CommandResponse, errors: InventoryError, codes: [], ok: 200, tag: "inventory", "Raise the batch's expiry warning (idempotent)";
+    post "/api/v1/batches/{batch_id}/expiry" => h::expire, body: Empty, resp: CommandResponse, errors: InventoryError, codes: [], ok: 200, tag: "inventory", "Mark the batch expired (refused before its expiry)";
+    post "/api/v1/orders" => h::place_order, body: PlaceOrder, resp: CommandResponse, errors: OrderError, codes: [], ok: 201, tag: "orders", "Place an order, priced from the catalogue";
+    post "/api/v1/orders/{order_id}/allocation" => h::confirm_allocation, body: ConfirmAllocation, resp: CommandResponse, errors: OrderError, codes: [], ok: 200, tag: "orders", "Confirm the batches each line is reserved on";
+    post "/api/v1/orders/{order_id}/payment" => h::mark_paid, body: MarkPaid, resp: CommandResponse, errors: OrderError, codes: [], ok: 200, tag: "orders", "Mark a card order paid";
+    post "/api/v1/orders/{order_id}/pack" => h::pack, body: Pack, resp: CommandResponse, errors: OrderError, codes: [], ok: 200, tag: "orders", "Record what was packed (actual weights)";
+    post "/api/v1/orders/{order_id}/ship" => h::ship, body: WithDelivery, resp: CommandResponse, errors: OrderError, codes: [], ok: 200, tag: "orders", "Ship a packed order";
+    post "/api/v1/orders/{order_id}/deliver" => h::deliver, body: WithDelivery, resp: CommandResponse, errors: OrderError, codes: [], ok: 200, tag: "orders", "Mark a shipped order delivered";
+    post "/api/v1/orders/{order_id}/cancel" => h::cancel, body: CancelOrder, resp: CommandResponse, errors: OrderError, codes: [], ok: 200, tag: "orders", "Cancel an order before it ships";
+    post "/api/v1/orders/{order_id}/lines/{sku}/cancel" => h::cancel_line, body: CancelOrder, resp: CommandResponse, errors: OrderError, codes: [], ok: 200, tag: "orders", "Cancel one line before packing (never the last; a paid line is refunded)";
+    post "/api/v1/orders/{order_id}/refunds" => h::request_refund, body: RequestRefund, resp: CommandResponse, errors: OrderError, codes: [], ok: 200, tag: "orders", "Ask for a refund of what was paid";
+    post "/api/v1/payments" => h::initiate_payment, body: InitiatePayment, resp: CommandResponse, errors: PaymentError, codes: [], ok: 201, tag: "payments", "Start a payment for an order";
+    post "/api/v1/payments/{payment_id}/gateway-events" => h::gateway_event, body: GatewayEvent, resp: CommandResponse, errors: PaymentError, codes: [], ok: 200, tag: "payments", "Payment gateway callback: authorized, captured, failed or voided";
+    post "/api/v1/payments/{payment_id}/refunds" => h::refund_payment, body: RefundPayment, resp: CommandResponse, errors: PaymentError, codes: [], ok: 200, tag: "payments", "Refund captured or collected money";
+    post "/api/v1/payments/{payment_id}/cash-collections" => h::collect_cash, body: CollectCash, resp: CommandResponse, errors: PaymentError, codes: [], ok: 200, tag: "payments", "Record cash collected at the door";
+    post "/api/v1/deliveries" => h::create_delivery, body: CreateDelivery, resp: CommandResponse, errors: DeliveryError, codes: [], ok: 201, tag: "deliveries", "Create a delivery for a packed order";
+    post "/api/v1/deliveries/{delivery_id}/rider" => h::assign_rider, body: WithRider, resp: CommandResponse, errors: DeliveryError, codes: [], ok: 200, tag: "deliveries", "Assign (or reassign) a rider";
+    post "/api/v1/deliveries/{delivery_id}/pickup" => h::pick_up, body: WithRider, resp: CommandResponse, errors: DeliveryError, codes: [], ok: 200, tag: "deliveries", "The rider collected the parcel";
+    post "/api/v1/deliveries/{delivery_id}/locations" => h::report_location, body: ReportLocation, resp: CommandResponse, errors: DeliveryError, codes: [], ok: 200, tag: "deliveries", "Report the rider's position";
+    post "/api/v1/deliveries/{delivery_id}/complete" => h::complete_delivery, body: CompleteDelivery, resp: CommandResponse, errors: DeliveryError, codes: [], ok: 200, tag: "deliveries", "Hand-over with proof";
+    post "/api/v1/deliveries/{delivery_id}/failed-attempts" => h::fail_attempt, body: FailAttempt, resp: CommandResponse, errors: DeliveryError, codes: [], ok: 200, tag: "deliveries", "The hand-over failed";
+    put "/api/v1/products/{sku}" => h::put_product, body: ProductBody, resp: Product, errors: (), codes: [422 "invalid_product"], ok: 200, tag: "catalogue", "Create or replace a product";
+    put "/api/v1/warehouses/{warehouse_id}" => h::put_warehouse, body: WarehouseBody, resp: Warehouse, errors: (), codes: [422 "invalid_warehouse"], ok: 200, tag: "catalogue", "Register (or replace) a warehouse: address and storage zones";
+    get "/api/v1/warehouses" => h::list_warehouses, body: (), resp: Vec<Warehouse>, errors: (), codes: [], ok: 200, tag: "catalogue", "List the registered warehouses";
+    put "/api/v1/suppliers/{supplier_id}" => h::put_supplier, body: SupplierBody, resp: Supplier, errors: (), codes: [422 "invalid_supplier"], ok: 200, tag: "catalogue", "Register (or replace) a supplier";
+    get "/api/v1/suppliers" => h::list_suppliers, body: (), resp: Vec<Supplier>, errors: (), codes: [], ok: 200, tag: "catalogue", "List the registered suppliers";
+    get "/api/v1/products" => h::list_products, body: (), resp: Vec<Product>, errors: (), codes: [], ok: 200, tag: "catalogue", "List the catalogue";
+    get "/api/v1/log" => h::log_status, body: (), resp: LogStatus, errors: (), codes: [], ok: 200, tag: "audit", "Head position and size of the event log, and every subscriber's checkpoint";
+    get "/api/v1/events" => h::events, body: (), resp: Vec<RecordedEvent>, errors: (), codes: [422 "invalid_limit"], ok: 200, tag: "audit", "The global log, in position order (?after=&limit=)";
+    get "/api/v1/streams/{stream_type}/{stream_id}/events" => h::stream_events, body: (), resp: Vec<RecordedEvent>, errors: (), codes: [404 "unknown_stream_type", 404 "stream_not_found"], ok: 200, tag: "audit", "One stream's events";
+    get "/api/v1/correlations/{correlation_id}/events" => h::correlation_events, body: (), resp: Vec<RecordedEvent>, errors: (), codes: [], ok: 200, tag: "audit", "Every event of one business flow";
+    post "/api/v1/clock" => h::move_clock, body: ClockChange, resp: ClockNow, errors: (), codes: [404 "clock_not_controllable", 422 "clock_backwards"], ok: 200, tag: "operations", "Move the manual clock (only with serve --clock manual)";
+    get "/healthz" => h::healthz, body: (), resp: openapi::PlainText, errors: (), codes: [], ok: 200, tag: "operations", "The process is alive";
+    get "/readyz" => h::readyz, body: (), resp: Readiness, errors: (), codes: [503 "not_ready"], ok: 200, tag: "operations", "The process can serve: the database answered within 1 s (a stalled log is reported)";
+    get "/openapi.json" => h::openapi_json, body: (), resp: openapi::Document, errors: (), codes: [], ok: 200, tag: "operations", "This document";
 }
 
 /// The whole command API (wrap the server's app in [`edge`]).

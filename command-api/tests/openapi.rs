@@ -89,10 +89,13 @@ fn every_reference_resolves_and_schemas_are_exactly_generated() {
             .unwrap_or_else(|| panic!("unexpected reference {r}"));
         assert!(schemas.contains_key(name), "dangling reference {r}");
     }
-    // Request bodies are schemars' output, untouched.
+    // Request bodies are schemars' output, with only the server's own
+    // limits added (integer ranges, no nil UUID).
     for r in command_api::route_docs() {
         if let Some((schema, _)) = &r.body {
-            assert_eq!(&schemas[r.body_name], schema, "{}", r.body_name);
+            let mut expected = schema.clone();
+            command_api::openapi::tighten(&mut expected);
+            assert_eq!(&schemas[r.body_name], &expected, "{}", r.body_name);
         }
     }
     // e.g. a quantity is at least 1 and a body refuses unknown fields.
@@ -116,6 +119,36 @@ fn the_document_is_valid_openapi_3_1() {
         }
         if let Err(e) = jsonschema::meta::validate(&s) {
             panic!("component {name} is not valid JSON Schema 2020-12: {e}");
+        }
+    }
+    // So must every schema inline in an operation (parameters, answers).
+    fn inline(v: &mut Value, found: &mut Vec<Value>) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    if k == "schema" {
+                        found.push(std::mem::replace(x, serde_json::json!({"type": "string"})));
+                    } else {
+                        inline(x, found);
+                    }
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(|x| inline(x, found)),
+            _ => {}
+        }
+    }
+    let mut found = Vec::new();
+    inline(&mut doc["paths"], &mut found);
+    assert!(found.len() > 100, "{} inline schemas", found.len());
+    for mut s in found {
+        if let Value::Object(m) = &mut s {
+            m.insert(
+                "$schema".into(),
+                "https://json-schema.org/draft/2020-12/schema".into(),
+            );
+        }
+        if let Err(e) = jsonschema::meta::validate(&s) {
+            panic!("{s} is not valid JSON Schema 2020-12: {e}");
         }
     }
     // The rest of the document (info, paths, operations, parameters,
@@ -170,4 +203,69 @@ fn request_schemas_accept_good_bodies_and_refuse_bad_ones() {
     let mut extra = good.clone();
     extra["surprise"] = serde_json::json!(true);
     assert!(!place.is_valid(&extra));
+}
+
+/// Every success answer has a schema; every route lists its error codes by
+/// status, the aggregate's own among them; the headers say what the server
+/// accepts.
+#[test]
+fn every_answer_and_error_code_is_declared() {
+    use domain::DomainError;
+    let doc = command_api::openapi::document();
+    let codes_at = |op: &Value, status: &str| -> Vec<String> {
+        op["responses"][status]["content"]["application/json"]["schema"]["properties"]["code"]
+            ["enum"]
+            .as_array()
+            .map(|a| a.iter().map(|c| c.as_str().unwrap().to_string()).collect())
+            .unwrap_or_default()
+    };
+    for r in command_api::route_docs() {
+        let op = &doc["paths"][r.path][r.method];
+        let ok = &op["responses"][r.ok.to_string()]["content"];
+        assert!(
+            ok.as_object()
+                .is_some_and(|c| c.values().all(|m| m["schema"].is_object())),
+            "{} {}: no success schema",
+            r.method,
+            r.path
+        );
+        if r.body.is_some() {
+            for (status, code) in [
+                ("400", "malformed_json"),
+                ("413", "payload_too_large"),
+                ("415", "unsupported_media_type"),
+                ("422", "invalid_body"),
+                ("422", "idempotency_key_reused"),
+            ] {
+                assert!(
+                    codes_at(op, status).iter().any(|c| c == code),
+                    "{} {}: {status} {code} undeclared",
+                    r.method,
+                    r.path
+                );
+            }
+            let key = op["parameters"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|p| p["name"] == "Idempotency-Key")
+                .expect("Idempotency-Key declared");
+            assert_eq!(key["schema"]["pattern"], "^[!-~]{1,255}$");
+        }
+    }
+    // Receiving a batch lists every code of the inventory aggregate under
+    // the status its kind maps to.
+    let receive = &doc["paths"]["/api/v1/batches"]["post"];
+    for (code, kind) in domain::inventory::InventoryError::CODES {
+        let status = command_api::error::status_of(*kind).as_u16().to_string();
+        assert!(
+            codes_at(receive, &status).iter().any(|c| c == code),
+            "{code} not under {status}"
+        );
+    }
+    assert_eq!(
+        doc["paths"]["/healthz"]["get"]["responses"]["200"]["content"]["text/plain"]["schema"]
+            ["type"],
+        "string"
+    );
 }

@@ -13,7 +13,10 @@ use async_trait::async_trait;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::values::{Money, PricingUnit, Sku, Text, UnitPrice, ValueError};
+use crate::registry::{Supplier, Warehouse};
+use crate::values::{
+    Money, PricingUnit, Sku, SupplierId, Text, UnitPrice, ValueError, WarehouseId,
+};
 
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
@@ -61,7 +64,7 @@ impl Nutrition {
 }
 
 /// A product as sold: price per kg or per unit.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Product {
     pub sku: Sku,
@@ -114,15 +117,21 @@ impl Product {
 #[error("catalogue unavailable: {0}")]
 pub struct CatalogUnavailable(pub String);
 
-/// Where aggregates look prices up.
+/// Where aggregates look reference data up: prices, warehouses, suppliers.
 #[async_trait]
 pub trait Catalog: Send + Sync {
     async fn product(&self, sku: &Sku) -> Result<Option<Product>, CatalogUnavailable>;
+    async fn warehouse(&self, id: &WarehouseId) -> Result<Option<Warehouse>, CatalogUnavailable>;
+    async fn supplier(&self, id: &SupplierId) -> Result<Option<Supplier>, CatalogUnavailable>;
 }
 
-/// A catalogue held in memory (tests, demo).
+/// Reference data held in memory (tests).
 #[derive(Debug, Default)]
-pub struct InMemoryCatalog(RwLock<BTreeMap<Sku, Product>>);
+pub struct InMemoryCatalog {
+    products: RwLock<BTreeMap<Sku, Product>>,
+    warehouses: RwLock<BTreeMap<WarehouseId, Warehouse>>,
+    suppliers: RwLock<BTreeMap<SupplierId, Supplier>>,
+}
 
 impl InMemoryCatalog {
     pub fn new(products: impl IntoIterator<Item = Product>) -> Self {
@@ -133,16 +142,64 @@ impl InMemoryCatalog {
         c
     }
     pub fn upsert(&self, p: Product) {
-        self.0
+        self.products
             .write()
             .expect("catalog lock")
             .insert(p.sku.clone(), p);
+    }
+    /// With [`sample_warehouse`]s and [`sample_supplier`]s of these ids
+    /// (tests that are not about the registry).
+    ///
+    /// [`sample_warehouse`]: crate::registry::sample_warehouse
+    /// [`sample_supplier`]: crate::registry::sample_supplier
+    pub fn with_samples(self, warehouses: &[&str], suppliers: &[&str]) -> Self {
+        for w in warehouses {
+            self.register_warehouse(crate::registry::sample_warehouse(w));
+        }
+        for s in suppliers {
+            self.register_supplier(crate::registry::sample_supplier(s));
+        }
+        self
+    }
+
+    pub fn register_warehouse(&self, w: Warehouse) {
+        self.warehouses
+            .write()
+            .expect("catalog lock")
+            .insert(w.id.clone(), w);
+    }
+    pub fn register_supplier(&self, s: Supplier) {
+        self.suppliers
+            .write()
+            .expect("catalog lock")
+            .insert(s.id.clone(), s);
     }
 }
 
 #[async_trait]
 impl Catalog for InMemoryCatalog {
     async fn product(&self, sku: &Sku) -> Result<Option<Product>, CatalogUnavailable> {
-        Ok(self.0.read().expect("catalog lock").get(sku).cloned())
+        Ok(self
+            .products
+            .read()
+            .expect("catalog lock")
+            .get(sku)
+            .cloned())
+    }
+    async fn warehouse(&self, id: &WarehouseId) -> Result<Option<Warehouse>, CatalogUnavailable> {
+        Ok(self
+            .warehouses
+            .read()
+            .expect("catalog lock")
+            .get(id)
+            .cloned())
+    }
+    async fn supplier(&self, id: &SupplierId) -> Result<Option<Supplier>, CatalogUnavailable> {
+        Ok(self
+            .suppliers
+            .read()
+            .expect("catalog lock")
+            .get(id)
+            .cloned())
     }
 }

@@ -69,6 +69,12 @@ pub enum DeliveryError {
 }
 
 impl DomainError for DeliveryError {
+    const CODES: &'static [(&'static str, ErrorKind)] = &[
+        ("delivery_not_found", ErrorKind::NotFound),
+        ("delivery_already_created", ErrorKind::Conflict),
+        ("illegal_transition", ErrorKind::Conflict),
+        ("wrong_rider", ErrorKind::Conflict),
+    ];
     fn code(&self) -> &'static str {
         match self {
             DeliveryError::NotCreated => "delivery_not_found",

@@ -15,6 +15,10 @@ pub enum ErrorKind {
 }
 
 pub trait DomainError: std::error::Error {
+    /// Every code this error can carry, with its kind: the contract the
+    /// API documents (`code` and `kind` of any value are one of these
+    /// pairs; the command API checks that in debug builds).
+    const CODES: &'static [(&'static str, ErrorKind)];
     /// A stable snake_case code, part of the API contract.
     fn code(&self) -> &'static str;
     fn kind(&self) -> ErrorKind;

@@ -23,6 +23,11 @@ use crate::catalog::Catalog;
 use crate::clock::Clock;
 use crate::error::{DomainError, ErrorKind};
 
+/// The longest a batch may keep from receipt to expiry: fresh produce
+/// (even apples in controlled-atmosphere storage) does not keep for a year,
+/// so a later expiry is a typing error.
+pub const MAX_SHELF_LIFE_DAYS: i64 = 365;
+
 pub struct InventoryServices {
     pub clock: Arc<dyn Clock>,
     /// Only catalogued products can be received, in their unit of measure.
@@ -87,8 +92,28 @@ pub enum InventoryError {
         received_at: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     },
+    #[error(
+        "expiry {expires_at} is more than {} days after receipt {received_at}",
+        MAX_SHELF_LIFE_DAYS
+    )]
+    ExpiryTooFar {
+        received_at: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    },
     #[error("unknown SKU {0}")]
     UnknownSku(Sku),
+    #[error("unknown warehouse {0}; register it first")]
+    UnknownWarehouse(WarehouseId),
+    #[error("unknown supplier {0}; register it first")]
+    UnknownSupplier(SupplierId),
+    #[error(
+        "warehouse {warehouse_id} has no {} zone",
+        crate::error::spelled(.storage, false)
+    )]
+    StorageUnavailable {
+        warehouse_id: WarehouseId,
+        storage: ColdChain,
+    },
     #[error("catalogue unavailable: {0}")]
     CatalogUnavailable(String),
     #[error("batch is counted in {batch}, not {given}")]
@@ -117,14 +142,37 @@ pub enum InventoryError {
 }
 
 impl DomainError for InventoryError {
+    const CODES: &'static [(&'static str, ErrorKind)] = &[
+        ("batch_not_found", ErrorKind::NotFound),
+        ("batch_already_received", ErrorKind::Conflict),
+        ("unknown_sku", ErrorKind::Invalid),
+        ("unknown_warehouse", ErrorKind::Invalid),
+        ("unknown_supplier", ErrorKind::Invalid),
+        ("storage_unavailable", ErrorKind::Invalid),
+        ("catalog_unavailable", ErrorKind::Unavailable),
+        ("expiry_not_after_receipt", ErrorKind::Invalid),
+        ("expiry_too_far", ErrorKind::Invalid),
+        ("unit_mismatch", ErrorKind::Invalid),
+        ("batch_expired", ErrorKind::Conflict),
+        ("insufficient_stock", ErrorKind::Conflict),
+        ("reservation_mismatch", ErrorKind::Conflict),
+        ("no_reservation", ErrorKind::Conflict),
+        ("pick_exceeds_reservation", ErrorKind::Conflict),
+        ("count_below_reserved", ErrorKind::Conflict),
+        ("batch_not_yet_expired", ErrorKind::Conflict),
+    ];
     fn code(&self) -> &'static str {
         use InventoryError::*;
         match self {
             NotReceived => "batch_not_found",
             AlreadyReceived => "batch_already_received",
             UnknownSku(_) => "unknown_sku",
+            UnknownWarehouse(_) => "unknown_warehouse",
+            UnknownSupplier(_) => "unknown_supplier",
+            StorageUnavailable { .. } => "storage_unavailable",
             CatalogUnavailable(_) => "catalog_unavailable",
             ExpiryNotAfterReceipt { .. } => "expiry_not_after_receipt",
+            ExpiryTooFar { .. } => "expiry_too_far",
             UnitMismatch { .. } => "unit_mismatch",
             Expired => "batch_expired",
             InsufficientStock { .. } => "insufficient_stock",
@@ -140,9 +188,13 @@ impl DomainError for InventoryError {
         match self {
             NotReceived => ErrorKind::NotFound,
             CatalogUnavailable(_) => ErrorKind::Unavailable,
-            ExpiryNotAfterReceipt { .. } | UnitMismatch { .. } | UnknownSku(_) => {
-                ErrorKind::Invalid
-            }
+            ExpiryNotAfterReceipt { .. }
+            | ExpiryTooFar { .. }
+            | UnitMismatch { .. }
+            | UnknownSku(_)
+            | UnknownWarehouse(_)
+            | UnknownSupplier(_)
+            | StorageUnavailable { .. } => ErrorKind::Invalid,
             _ => ErrorKind::Conflict,
         }
     }
@@ -288,6 +340,31 @@ impl Aggregate for InventoryBatch {
                     expires_at,
                 });
             }
+            if expires_at - now > chrono::Duration::days(MAX_SHELF_LIFE_DAYS) {
+                return Err(E::ExpiryTooFar {
+                    received_at: now,
+                    expires_at,
+                });
+            }
+            let unavailable = |e: crate::catalog::CatalogUnavailable| E::CatalogUnavailable(e.0);
+            let warehouse = services
+                .catalog
+                .warehouse(&warehouse_id)
+                .await
+                .map_err(unavailable)?
+                .ok_or_else(|| E::UnknownWarehouse(warehouse_id.clone()))?;
+            if !warehouse.keeps(cold_chain) {
+                return Err(E::StorageUnavailable {
+                    warehouse_id,
+                    storage: cold_chain,
+                });
+            }
+            services
+                .catalog
+                .supplier(&supplier_id)
+                .await
+                .map_err(unavailable)?
+                .ok_or_else(|| E::UnknownSupplier(supplier_id.clone()))?;
             let e = BatchReceived {
                 batch_id,
                 sku,

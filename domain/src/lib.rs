@@ -10,10 +10,12 @@ pub mod error;
 pub mod inventory;
 pub mod order;
 pub mod payment;
+pub mod registry;
 pub mod timer;
 
 pub use catalog::{Catalog, Category, InMemoryCatalog, Nutrition, Product};
 pub use clock::{Clock, FixedClock, SystemClock};
+pub use registry::{Supplier, Warehouse};
 
 pub use delivery::Delivery;
 pub use error::{DomainError, ErrorKind};

@@ -23,7 +23,12 @@ use crate::error::{DomainError, ErrorKind};
 pub struct OrderServices {
     pub catalog: Arc<dyn Catalog>,
     pub clock: Arc<dyn Clock>,
+    /// How far ahead a delivery slot may start.
+    pub slot_horizon: chrono::Duration,
 }
+
+/// How far ahead a delivery slot may start unless the shop says otherwise.
+pub const DEFAULT_SLOT_HORIZON_DAYS: u32 = 14;
 
 /// Most lines one order may have.
 pub const MAX_LINES: usize = 100;
@@ -198,6 +203,10 @@ pub enum OrderError {
     MixedCurrencies,
     #[error("the delivery slot has already started")]
     SlotInPast,
+    #[error("delivery slots can be booked at most {days} days ahead")]
+    SlotTooFarAhead { days: i64 },
+    #[error("unknown warehouse {0}")]
+    UnknownWarehouse(WarehouseId),
     #[error("allocation does not cover the order's lines exactly")]
     AllocationMismatch,
     #[error("order total is {expected}, payment was {given}")]
@@ -227,6 +236,32 @@ pub enum OrderError {
 }
 
 impl DomainError for OrderError {
+    const CODES: &'static [(&'static str, ErrorKind)] = &[
+        ("order_not_found", ErrorKind::NotFound),
+        ("illegal_transition", ErrorKind::Conflict),
+        ("no_lines", ErrorKind::Invalid),
+        ("too_many_lines", ErrorKind::Invalid),
+        ("duplicate_sku", ErrorKind::Invalid),
+        ("unknown_sku", ErrorKind::Invalid),
+        ("unit_mismatch", ErrorKind::Invalid),
+        ("mixed_currencies", ErrorKind::Invalid),
+        ("slot_in_past", ErrorKind::Invalid),
+        ("slot_too_far_ahead", ErrorKind::Invalid),
+        ("unknown_warehouse", ErrorKind::Invalid),
+        ("allocation_mismatch", ErrorKind::Invalid),
+        ("payment_amount_mismatch", ErrorKind::Invalid),
+        ("cash_on_delivery", ErrorKind::Conflict),
+        ("not_paid", ErrorKind::Conflict),
+        ("not_allocated", ErrorKind::Conflict),
+        ("pack_mismatch", ErrorKind::Invalid),
+        ("wrong_delivery", ErrorKind::Invalid),
+        ("refund_exceeds_paid", ErrorKind::Conflict),
+        ("zero_amount", ErrorKind::Invalid),
+        ("no_such_line", ErrorKind::Invalid),
+        ("last_line", ErrorKind::Conflict),
+        ("overflow", ErrorKind::Invalid),
+        ("catalog_unavailable", ErrorKind::Unavailable),
+    ];
     fn code(&self) -> &'static str {
         use OrderError::*;
         match self {
@@ -239,6 +274,8 @@ impl DomainError for OrderError {
             UnitMismatch { .. } => "unit_mismatch",
             MixedCurrencies => "mixed_currencies",
             SlotInPast => "slot_in_past",
+            SlotTooFarAhead { .. } => "slot_too_far_ahead",
+            UnknownWarehouse(_) => "unknown_warehouse",
             AllocationMismatch => "allocation_mismatch",
             PaymentAmountMismatch { .. } => "payment_amount_mismatch",
             CashOnDeliveryNotPaidOnline => "cash_on_delivery",
@@ -386,9 +423,21 @@ impl Aggregate for Order {
                 if lines.len() > MAX_LINES {
                     return Err(E::TooManyLines);
                 }
-                if delivery_slot.starts_at() <= services.clock.now() {
+                let now = services.clock.now();
+                if delivery_slot.starts_at() <= now {
                     return Err(E::SlotInPast);
                 }
+                if delivery_slot.starts_at() > now + services.slot_horizon {
+                    return Err(E::SlotTooFarAhead {
+                        days: services.slot_horizon.num_days(),
+                    });
+                }
+                services
+                    .catalog
+                    .warehouse(&warehouse_id)
+                    .await
+                    .map_err(|e| E::CatalogUnavailable(e.0))?
+                    .ok_or_else(|| E::UnknownWarehouse(warehouse_id.clone()))?;
                 let mut seen = BTreeSet::new();
                 let mut priced = Vec::with_capacity(lines.len());
                 for l in lines {

@@ -91,6 +91,23 @@ pub enum PaymentError {
 }
 
 impl DomainError for PaymentError {
+    const CODES: &'static [(&'static str, ErrorKind)] = &[
+        ("payment_not_found", ErrorKind::NotFound),
+        ("payment_already_initiated", ErrorKind::Conflict),
+        ("gateway_mismatch", ErrorKind::Invalid),
+        ("zero_amount", ErrorKind::Invalid),
+        ("currency_mismatch", ErrorKind::Invalid),
+        ("wrong_payment_method", ErrorKind::Conflict),
+        ("payment_failed", ErrorKind::Conflict),
+        ("already_authorized", ErrorKind::Conflict),
+        ("authorization_below_due", ErrorKind::Conflict),
+        ("not_authorized", ErrorKind::Conflict),
+        ("capture_exceeds_authorized", ErrorKind::Conflict),
+        ("already_captured", ErrorKind::Conflict),
+        ("refund_exceeds_captured", ErrorKind::Conflict),
+        ("already_collected", ErrorKind::Conflict),
+        ("payment_voided", ErrorKind::Conflict),
+    ];
     fn code(&self) -> &'static str {
         use PaymentError::*;
         match self {

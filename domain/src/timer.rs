@@ -45,6 +45,12 @@ pub enum TimerError {
 }
 
 impl DomainError for TimerError {
+    const CODES: &'static [(&'static str, ErrorKind)] = &[
+        ("timer_not_found", ErrorKind::NotFound),
+        ("timer_not_due", ErrorKind::Conflict),
+        ("timer_already_fired", ErrorKind::Conflict),
+        ("timer_rescheduled", ErrorKind::Conflict),
+    ];
     fn code(&self) -> &'static str {
         match self {
             TimerError::NotScheduled => "timer_not_found",

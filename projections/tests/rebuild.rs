@@ -86,7 +86,8 @@ fn world(store: &Store) -> World {
             Nutrition::default(),
         )
         .unwrap(),
-    ]);
+    ])
+    .with_samples(&["WH-1"], &["SUP-1"]);
     let catalog: Arc<dyn domain::Catalog> = Arc::new(catalog);
     World {
         orders: Aggregates::new(
@@ -94,6 +95,7 @@ fn world(store: &Store) -> World {
             OrderServices {
                 catalog: catalog.clone(),
                 clock: clock.clone(),
+                slot_horizon: chrono::Duration::days(14),
             },
         ),
         batches: Aggregates::new(store, InventoryServices { clock, catalog }),

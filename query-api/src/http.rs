@@ -19,14 +19,13 @@
 //!   with `application/json` it is 200, as the specification asks.
 //! - Every error carries `extensions.code`.
 
-use async_graphql::http::GraphiQLSource;
 use async_graphql::parser::types::{DocumentOperations, OperationType};
 use async_graphql::{BatchRequest, BatchResponse, Request, Response, ServerError, Variables};
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{Query, State};
 use axum::http::header::{ACCEPT, ALLOW, CONTENT_TYPE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
-use axum::response::{Html, IntoResponse, Response as HttpResponse};
+use axum::response::{IntoResponse, Response as HttpResponse};
 use serde_json::{json, Map, Value};
 
 use std::sync::Arc;
@@ -241,6 +240,27 @@ fn is_mutation(req: &Request) -> bool {
 
 async fn execute(schema: &FreshledgerSchema, answer: Answer, batch: BatchRequest) -> HttpResponse {
     let queries: Vec<String> = batch.iter().map(|r| r.query.clone()).collect();
+    // Each document parsed here, once: the schema executes the parsed
+    // document, and the answer's keys are put back in its selection order.
+    let mut batch = batch;
+    let selections: Vec<
+        Option<(
+            async_graphql::parser::types::ExecutableDocument,
+            Option<String>,
+        )>,
+    > = batch
+        .iter_mut()
+        .map(|r| {
+            let name = r.operation_name.clone();
+            r.parsed_query().ok().map(|doc| (doc.clone(), name))
+        })
+        .collect();
+    let in_order = |mut resp: Response, i: usize| {
+        if let Some(Some((doc, name))) = selections.get(i) {
+            crate::selection_order::restore(doc, name.as_deref(), &mut resp.data);
+        }
+        resp
+    };
     // One read-your-writes wait for the whole HTTP request.
     let consistency = Arc::new(Consistency::new());
     let batch = match batch {
@@ -254,25 +274,31 @@ async fn execute(schema: &FreshledgerSchema, answer: Answer, batch: BatchRequest
     let resp = schema.execute_batch(batch).await;
     match resp {
         BatchResponse::Single(resp) => {
-            let resp = coded(resp, &queries[0]);
+            let resp = coded(in_order(resp, 0), &queries[0]);
             let before = failed_before_execution(&resp);
-            let mut body = serde_json::to_value(&resp).unwrap_or_else(|_| json!({}));
-            let status = if before && answer == Answer::GraphqlResponse {
+            // Serialised straight from the response, never through a
+            // `serde_json::Value` (whose map sorts its keys): the data's
+            // keys stay in selection order, as the spec requires.
+            let (status, body) = if before && answer == Answer::GraphqlResponse {
                 // No data entry: the request never executed.
-                if let Value::Object(m) = &mut body {
-                    m.remove("data");
-                }
-                StatusCode::BAD_REQUEST
+                let body = serde_json::to_string(&json!({ "errors": resp.errors }));
+                (StatusCode::BAD_REQUEST, body)
             } else {
-                StatusCode::OK
+                (StatusCode::OK, serde_json::to_string(&resp))
             };
-            with_type(answer, status, body.to_string())
+            let body = body.unwrap_or_else(|e| {
+                json!({"errors": [{"message": format!("the answer could not be written: {e}"),
+                                   "extensions": {"code": "INTERNAL"}}]})
+                .to_string()
+            });
+            with_type(answer, status, body)
         }
         BatchResponse::Batch(items) => {
             let items: Vec<Response> = items
                 .into_iter()
                 .zip(&queries)
-                .map(|(r, q)| coded(r, q))
+                .enumerate()
+                .map(|(i, (r, q))| coded(in_order(r, i), q))
                 .collect();
             let body = serde_json::to_string(&items).unwrap_or_else(|_| "[]".into());
             with_type(answer, StatusCode::OK, body)
@@ -326,13 +352,7 @@ pub(crate) async fn get(
     Query(params): Query<Vec<(String, String)>>,
 ) -> HttpResponse {
     if !params.iter().any(|(k, _)| k == "query") {
-        return Html(
-            GraphiQLSource::build()
-                .endpoint("/graphql")
-                .subscription_endpoint("/graphql/ws")
-                .finish(),
-        )
-        .into_response();
+        return crate::graphiql::page().into_response();
     }
     let Some(answer) = negotiate(&headers) else {
         return not_acceptable();

@@ -3,9 +3,11 @@
 //! subscriptions). Queries can demand read-your-writes with `minPosition`:
 //! the global position a command returned.
 
+mod graphiql;
 mod http;
 mod model;
 mod schema;
+mod selection_order;
 
 use std::time::Duration;
 
@@ -32,6 +34,7 @@ pub fn router(store: &Store) -> Router {
     let schema = build_schema(store.clone());
     Router::new()
         .route("/graphql", get(http::get).post(http::post))
+        .route("/graphiql/{file}", get(graphiql::asset))
         .route_service("/graphql/ws", GraphQLSubscription::new(schema.clone()))
         .with_state(schema)
 }

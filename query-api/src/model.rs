@@ -374,3 +374,101 @@ impl Order {
             .collect()
     }
 }
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct PostalAddress {
+    pub recipient: String,
+    pub line1: String,
+    pub line2: Option<String>,
+    pub city: String,
+    pub postal_code: String,
+    /// ISO 3166-1 alpha-2.
+    pub country: String,
+}
+
+impl From<&event_schemas::values::Address> for PostalAddress {
+    fn from(a: &event_schemas::values::Address) -> Self {
+        PostalAddress {
+            recipient: a.recipient().into(),
+            line1: a.line1().into(),
+            line2: a.line2().map(Into::into),
+            city: a.city().into(),
+            postal_code: a.postal_code().into(),
+            country: a.country().into(),
+        }
+    }
+}
+
+/// A storage zone and what it keeps (`ambient`, `chilled`, `frozen`).
+#[derive(Debug, Clone, SimpleObject)]
+pub struct Zone {
+    pub code: String,
+    pub storage: String,
+}
+
+/// A registered warehouse.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct Warehouse {
+    pub id: String,
+    pub name: String,
+    pub address: PostalAddress,
+    pub zones: Vec<Zone>,
+    /// The storage its zones keep, each once: a batch needing another is
+    /// not received here.
+    pub cold_chain: Vec<String>,
+}
+
+impl From<domain::Warehouse> for Warehouse {
+    fn from(w: domain::Warehouse) -> Self {
+        let mut cold_chain: Vec<String> = Vec::new();
+        for z in &w.zones {
+            let s = word(&z.storage);
+            if !cold_chain.contains(&s) {
+                cold_chain.push(s);
+            }
+        }
+        Warehouse {
+            id: w.id.to_string(),
+            name: w.name.to_string(),
+            address: (&w.address).into(),
+            zones: w
+                .zones
+                .iter()
+                .map(|z| Zone {
+                    code: z.code.to_string(),
+                    storage: word(&z.storage),
+                })
+                .collect(),
+            cold_chain,
+        }
+    }
+}
+
+#[derive(Debug, Clone, SimpleObject)]
+pub struct Contact {
+    pub name: String,
+    pub email: String,
+    pub phone: Option<String>,
+}
+
+/// A registered supplier.
+#[derive(Debug, Clone, SimpleObject)]
+pub struct Supplier {
+    pub id: String,
+    pub name: String,
+    pub contact: Contact,
+}
+
+impl From<domain::Supplier> for Supplier {
+    fn from(s: domain::Supplier) -> Self {
+        Supplier {
+            id: s.id.to_string(),
+            name: s.name.to_string(),
+            contact: Contact {
+                name: s.contact.name.to_string(),
+                email: s.contact.email,
+                phone: s.contact.phone,
+            },
+        }
+    }
+}

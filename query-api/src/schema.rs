@@ -324,6 +324,24 @@ impl Query {
         Ok(c)
     }
 
+    /// Every registered warehouse, in id order.
+    async fn warehouses(&self, ctx: &Context<'_>) -> Result<Vec<Warehouse>> {
+        let all: Vec<domain::Warehouse> = store(ctx)
+            .warehouses("", usize::MAX)
+            .await
+            .map_err(internal)?;
+        Ok(all.into_iter().map(Warehouse::from).collect())
+    }
+
+    /// Every registered supplier, in id order.
+    async fn suppliers(&self, ctx: &Context<'_>) -> Result<Vec<Supplier>> {
+        let all: Vec<domain::Supplier> = store(ctx)
+            .suppliers("", usize::MAX)
+            .await
+            .map_err(internal)?;
+        Ok(all.into_iter().map(Supplier::from).collect())
+    }
+
     /// One order.
     async fn order(
         &self,

@@ -172,7 +172,8 @@ async fn bench(backend: &'static str, url: &str, n: usize, c: usize) -> Figures 
         "IT",
         domain::Nutrition::default(),
     )
-    .unwrap()]);
+    .unwrap()])
+    .with_samples(&["WH-1"], &["SUP-1"]);
     let agg = Arc::new(Aggregates::<InventoryBatch>::new(
         &store,
         InventoryServices {

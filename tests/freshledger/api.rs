@@ -23,6 +23,8 @@ on_both!(
     correlation_and_actor_reach_the_events,
     demo_data_is_loaded_once_and_survives_restarts,
     a_line_is_cancelled_and_a_hold_voided_by_hand,
+    the_shops_bounds_are_enforced_and_write_nothing,
+    warehouses_and_suppliers_are_registered_and_listed,
 );
 
 fn slot() -> Value {
@@ -51,7 +53,7 @@ fn order_body(sku: &str, quantity: Value) -> Value {
 
 fn batch_body() -> Value {
     json!({
-        "sku": "APL-GALA", "warehouse_id": "WH-BER-1", "supplier_id": "SUP-TEST",
+        "sku": "APL-GALA", "warehouse_id": "WH-BER-1", "supplier_id": "SUP-VENLO-FRESH",
         "quantity": {"uom": "gram", "amount": 10000},
         "expires_at": Utc::now() + Duration::days(10),
         "procurement_cost": {"amount_minor": 1500, "currency": "EUR"},
@@ -226,6 +228,23 @@ async fn bad_input_is_refused_and_writes_nothing(backend: Backend) {
     // Put one product in the catalogue, then a batch of it.
     app.put_product("APL-GALA", "Gala apples", "per_kg", 299)
         .await;
+    // Reference data must exist: the warehouse, one that can keep the
+    // batch chilled, and the supplier.
+    let refused = app.send("/api/v1/batches", batch_body(), 422).await;
+    assert_eq!(refused["code"], "unknown_warehouse", "{refused}");
+    app.register_warehouse("WH-BER-1", &["ambient"]).await;
+    let refused = app.send("/api/v1/batches", batch_body(), 422).await;
+    assert_eq!(refused["code"], "storage_unavailable", "{refused}");
+    assert_eq!(
+        refused["message"], "warehouse WH-BER-1 has no chilled zone",
+        "{refused}"
+    );
+    app.register_warehouse("WH-BER-1", &["ambient", "chilled"])
+        .await;
+    let refused = app.send("/api/v1/batches", batch_body(), 422).await;
+    assert_eq!(refused["code"], "unknown_supplier", "{refused}");
+    app.register_supplier("SUP-VENLO-FRESH").await;
+    assert_eq!(app.log_len().await, 0, "nothing refused was written");
     let batch = app.send("/api/v1/batches", batch_body(), 201).await;
     let batch_id = batch["stream_id"].as_str().unwrap().to_string();
     let n = app.log_len().await;
@@ -420,6 +439,19 @@ async fn idempotency_keys_replay_and_refuse_reuse(backend: Backend) {
     other["lines"][0]["quantity"]["amount"] = json!(600);
     let e = expect(send(&other, "order-42").await.unwrap(), 422).await;
     assert_eq!(e["code"], "idempotency_key_reused");
+    // Another subject with the same key and body is another request: it is
+    // refused, never shown the first subject's answer.
+    let r = app
+        .client
+        .post(format!("{}/api/v1/orders", app.url))
+        .header("Idempotency-Key", "order-42")
+        .header("X-Actor", "customer:someone-else")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let e = expect(r, 422).await;
+    assert_eq!(e["code"], "idempotency_key_reused", "{e}");
     // A rejected command is remembered too: same key, same answer.
     let bad = order_body("NOT-SOLD", json!({"uom": "unit", "amount": 1}));
     let e1 = expect(send(&bad, "order-43").await.unwrap(), 422).await;
@@ -607,5 +639,176 @@ async fn a_line_is_cancelled_and_a_hold_voided_by_hand(backend: Backend) {
     );
     let e = app.send(&path, v, 409).await;
     assert_eq!(e["code"], "payment_voided", "{e}");
+    app.finish().await;
+}
+
+async fn the_shops_bounds_are_enforced_and_write_nothing(backend: Backend) {
+    let app = spawn_with(
+        backend,
+        &["--slot-horizon-days", "3", "--backdate-window-hours", "24"],
+    )
+    .await;
+    let n = app.log_len().await;
+    let refused = |r: Value, code: &str| {
+        assert_eq!(r["code"], code, "{r}");
+        assert!(r["message"].as_str().is_some_and(|m| !m.is_empty()));
+    };
+    // A slot further ahead than the configured 3 days.
+    let mut order = order_body("APL-GALA", json!({"uom": "gram", "amount": 500}));
+    let start = Utc::now() + Duration::days(4);
+    order["delivery_slot"] = json!({"starts_at": start, "ends_at": start + Duration::hours(2)});
+    refused(
+        app.send("/api/v1/orders", order, 422).await,
+        "slot_too_far_ahead",
+    );
+    // An order for a warehouse nobody registered.
+    let mut order = order_body("APL-GALA", json!({"uom": "gram", "amount": 500}));
+    order["warehouse_id"] = json!("WH-NOWHERE");
+    refused(
+        app.send("/api/v1/orders", order, 422).await,
+        "unknown_warehouse",
+    );
+    // An expiry years after receipt.
+    let mut batch = batch_body();
+    batch["supplier_id"] = json!("SUP-ALMERIA-COOP");
+    batch["expires_at"] = json!(Utc::now() + Duration::days(3650));
+    refused(
+        app.send("/api/v1/batches", batch, 422).await,
+        "expiry_too_far",
+    );
+    // Nil UUIDs, in a body and in a path.
+    let mut order = order_body("APL-GALA", json!({"uom": "gram", "amount": 500}));
+    order["customer_id"] = json!("00000000-0000-0000-0000-000000000000");
+    let r = app.send("/api/v1/orders", order, 422).await;
+    refused(r.clone(), "nil_uuid");
+    assert_eq!(r["details"]["field"], "customer_id");
+    let r = app
+        .send(
+            "/api/v1/orders/00000000-0000-0000-0000-000000000000/cancel",
+            json!({"reason": "customer_request"}),
+            422,
+        )
+        .await;
+    refused(r, "nil_uuid");
+    // X-Occurred-At further back than the configured 24 hours; 23 hours is
+    // within it.
+    let late = |hours: i64| {
+        app.client
+            .post(format!("{}/api/v1/orders", app.url))
+            .header(
+                "X-Occurred-At",
+                (Utc::now() - Duration::hours(hours)).to_rfc3339(),
+            )
+            .json(&order_body(
+                "APL-GALA",
+                json!({"uom": "gram", "amount": 500}),
+            ))
+            .send()
+    };
+    let r = expect(late(25).await.unwrap(), 422).await;
+    refused(r.clone(), "occurred_too_long_ago");
+    assert_eq!(r["details"]["backdate_window_hours"], 24);
+    assert_eq!(app.log_len().await, n, "nothing refused was written");
+    expect(late(23).await.unwrap(), 201).await;
+    app.finish().await;
+}
+
+async fn warehouses_and_suppliers_are_registered_and_listed(backend: Backend) {
+    let app = spawn(backend).await;
+    let demo = app.get_json("/api/v1/warehouses").await;
+    let ids: Vec<&str> = demo
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["WH-BER-1", "WH-HAM-1", "WH-MUC-1"]);
+    app.register_warehouse("WH-KOE-1", &["ambient", "chilled"])
+        .await;
+    app.register_supplier("SUP-RHEIN-GEMUESE").await;
+    // Invalid registrations: no zones, a zone twice, a bad email.
+    let put = |path: String, body: Value| {
+        app.client
+            .put(format!("{}{path}", app.url))
+            .json(&body)
+            .send()
+    };
+    let address = json!({"recipient": "R", "line1": "L 1", "city": "Köln", "postal_code": "50667", "country": "DE"});
+    let e = expect(
+        put(
+            "/api/v1/warehouses/WH-KOE-2".into(),
+            json!({"name": "K", "address": address, "zones": []}),
+        )
+        .await
+        .unwrap(),
+        422,
+    )
+    .await;
+    assert_eq!(e["code"], "invalid_warehouse", "{e}");
+    let twice = json!([{"code": "A", "storage": "ambient"}, {"code": "A", "storage": "chilled"}]);
+    let e = expect(
+        put(
+            "/api/v1/warehouses/WH-KOE-2".into(),
+            json!({"name": "K", "address": address, "zones": twice}),
+        )
+        .await
+        .unwrap(),
+        422,
+    )
+    .await;
+    assert_eq!(e["code"], "invalid_warehouse", "{e}");
+    let e = expect(
+        put(
+            "/api/v1/suppliers/SUP-X".into(),
+            json!({"name": "X", "contact": {"name": "X", "email": "not-an-email"}}),
+        )
+        .await
+        .unwrap(),
+        422,
+    )
+    .await;
+    assert_eq!(e["code"], "invalid_supplier", "{e}");
+
+    let listed = app.get_json("/api/v1/suppliers").await;
+    assert!(listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["id"] == "SUP-RHEIN-GEMUESE" && s["contact"]["email"] == "sales@example.com"));
+    // GraphQL lists them too, with each warehouse's cold-chain capability.
+    let r: Value = app
+        .client
+        .post(format!("{}/graphql", app.url))
+        .json(&json!({"query": "{ warehouses { id coldChain zones { code storage } address { city } } suppliers { id contact { email phone } } }"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(r["errors"].is_null(), "{r}");
+    let koe = r["data"]["warehouses"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["id"] == "WH-KOE-1")
+        .cloned()
+        .unwrap();
+    assert_eq!(koe["coldChain"], json!(["ambient", "chilled"]));
+    assert_eq!(koe["address"]["city"], "Berlin");
+    assert_eq!(r["data"]["warehouses"][0]["id"], "WH-BER-1");
+    let sup = r["data"]["suppliers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "SUP-RHEIN-GEMUESE")
+        .cloned()
+        .unwrap();
+    assert_eq!(sup["contact"]["phone"], "+4930123456");
+    // A batch at the new warehouse from the new supplier is received.
+    let mut batch = batch_body();
+    batch["warehouse_id"] = json!("WH-KOE-1");
+    batch["supplier_id"] = json!("SUP-RHEIN-GEMUESE");
+    app.send("/api/v1/batches", batch, 201).await;
     app.finish().await;
 }

@@ -39,6 +39,8 @@ fn help_explains_every_setting() {
         "--shelf-life-margin-hours",
         "--gateway-outcome",
         "by-amount",
+        "--slot-horizon-days",
+        "--backdate-window-hours",
     ] {
         assert!(
             serve.contains(s),
@@ -51,7 +53,7 @@ fn help_explains_every_setting() {
 /// with every one of them is accepted (unknown keys are refused).
 #[test]
 fn help_lists_every_config_file_key() {
-    const KEYS: [(&str, &str); 13] = [
+    const KEYS: [(&str, &str); 15] = [
         ("database_url", "\"sqlite://data/x.db\""),
         ("listen", "\"127.0.0.1:0\""),
         ("snapshot_every", "100"),
@@ -65,6 +67,8 @@ fn help_lists_every_config_file_key() {
         ("gateway_latency_ms", "0"),
         ("saga_shards", "2"),
         ("saga_concurrency", "4"),
+        ("slot_horizon_days", "14"),
+        ("backdate_window_hours", "72"),
     ];
     let serve = help(&["serve", "--help"]).replace(['\n', ' '], "");
     for (key, _) in KEYS {

@@ -154,6 +154,53 @@ impl App {
         expect(r, 200).await;
     }
 
+    /// Registers a warehouse whose zones keep these storages (`ambient`,
+    /// `chilled`, `frozen`).
+    pub async fn register_warehouse(&self, id: &str, storages: &[&str]) {
+        let zones: Vec<Value> = storages
+            .iter()
+            .enumerate()
+            .map(|(i, s)| serde_json::json!({"code": format!("Z-{i}"), "storage": s}))
+            .collect();
+        let r = self
+            .client
+            .put(format!("{}/api/v1/warehouses/{id}", self.url))
+            .json(&serde_json::json!({
+                "name": format!("Warehouse {id}"),
+                "address": {"recipient": "Receiving", "line1": "Lagerstraße 1",
+                            "city": "Berlin", "postal_code": "10115", "country": "DE"},
+                "zones": zones,
+            }))
+            .send()
+            .await
+            .unwrap();
+        expect(r, 200).await;
+    }
+
+    /// The warehouse and supplier tests without demo data receive their
+    /// batches at and from: `WH-BER-1` (ambient and chilled) and
+    /// `SUP-ALMERIA-COOP`.
+    pub async fn register_places(&self) {
+        self.register_warehouse("WH-BER-1", &["ambient", "chilled"])
+            .await;
+        self.register_supplier("SUP-ALMERIA-COOP").await;
+    }
+
+    /// Registers a supplier.
+    pub async fn register_supplier(&self, id: &str) {
+        let r = self
+            .client
+            .put(format!("{}/api/v1/suppliers/{id}", self.url))
+            .json(&serde_json::json!({
+                "name": format!("Supplier {id}"),
+                "contact": {"name": "Sales", "email": "sales@example.com", "phone": "+4930123456"},
+            }))
+            .send()
+            .await
+            .unwrap();
+        expect(r, 200).await;
+    }
+
     pub async fn get(&self, path: &str) -> Response {
         self.client
             .get(format!("{}{path}", self.url))

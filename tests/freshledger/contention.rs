@@ -9,8 +9,10 @@ async fn scarce_stock_is_never_oversold(backend: Backend) {
     let app = spawn_with(backend, &["--demo-data", "false"]).await;
     app.put_product("MNG-KNT", "Kent mango", "per_unit", 179)
         .await;
+    app.register_warehouse("WH-BER-1", &["ambient"]).await;
+    app.register_supplier("SUP-LIMA-EXPORT").await;
     let batch = app.send("/api/v1/batches", json!({
-        "sku": "MNG-KNT", "warehouse_id": "WH-BER-1", "supplier_id": "SUP-LIMA",
+        "sku": "MNG-KNT", "warehouse_id": "WH-BER-1", "supplier_id": "SUP-LIMA-EXPORT",
         "quantity": {"uom": "unit", "amount": 50},
         "expires_at": Utc::now() + Duration::days(5),
         "procurement_cost": {"amount_minor": 5000, "currency": "EUR"}, "cold_chain": "ambient"

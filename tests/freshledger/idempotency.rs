@@ -78,6 +78,7 @@ async fn start(backend: Backend) -> App {
     let app = spawn_with(backend, &["--demo-data", "false"]).await;
     app.put_product("APL-GALA", "Gala apples", "per_kg", 299)
         .await;
+    app.register_places().await;
     app
 }
 

@@ -41,7 +41,7 @@ async fn receive(
     app.send(
         "/api/v1/batches",
         json!({
-            "sku": sku, "warehouse_id": WH, "supplier_id": "SUP-1",
+            "sku": sku, "warehouse_id": WH, "supplier_id": "SUP-ALMERIA-COOP",
             "quantity": {"uom": uom, "amount": amount}, "expires_at": expires_at,
             "procurement_cost": {"amount_minor": 1000, "currency": "EUR"}, "cold_chain": "chilled"
         }),
@@ -265,6 +265,7 @@ async fn a_full_day(backend: Backend) {
     .await;
     let t0 = now(&app).await;
     let h = chrono::Duration::hours;
+    app.register_places().await;
     app.put_product("APL-1", "Apples", "per_unit", 100).await;
     app.put_product("DEC-1", "Declined", "per_unit", 151).await; // test amount: declined
     app.put_product("SLO-1", "Slow", "per_unit", 252).await; // test amount: times out
@@ -525,6 +526,7 @@ async fn an_expiry_refund_stays_in_the_orders_flow(backend: Backend) {
     .await;
     let t0 = now(&app).await;
     let h = chrono::Duration::hours;
+    app.register_places().await;
     app.put_product("BER-1", "Berries", "per_unit", 300).await;
     receive(&app, "BER-1", "unit", 10, t0 + h(30)).await;
     let flow = "0192f3a4-0000-7000-8000-00000000f10e";
@@ -649,6 +651,7 @@ fn of_type<'a>(events: &'a [Value], event_type: &str) -> Vec<(&'a str, &'a Value
 
 async fn a_thousand_concurrent_orders_never_oversell(backend: Backend) {
     let app = spawn_with(backend, &["--demo-data", "false", "--order-saga", "true"]).await;
+    app.register_places().await;
     app.put_product("FIG-KG", "Figs", "per_kg", 1_200).await;
     for days in [4, 6, 8] {
         receive(
@@ -725,6 +728,7 @@ async fn sagas_survive_sigkill(backend: Backend) {
         "15",
     ];
     let mut app = spawn_with(backend, &flags).await;
+    app.register_places().await;
     app.put_product("KIW-1", "Kiwi", "per_unit", 100).await;
     app.put_product("LIM-1", "Lime", "per_unit", 252).await; // the gateway never answers
     let t0 = now(&app).await;

@@ -35,7 +35,7 @@ async fn receive_batch(app: &App) -> Value {
     app.send(
         "/api/v1/batches",
         json!({
-            "sku": "APL-GALA", "warehouse_id": "WH-BER-1", "supplier_id": "SUP-1",
+            "sku": "APL-GALA", "warehouse_id": "WH-BER-1", "supplier_id": "SUP-ALMERIA-COOP",
             "quantity": {"uom": "gram", "amount": 5000},
             "expires_at": Utc::now() + chrono::Duration::days(5),
             "procurement_cost": {"amount_minor": 900, "currency": "EUR"},

@@ -46,10 +46,11 @@ async fn a_batch_is_warned_then_expired_and_written_off(backend: Backend) {
         .unwrap()
         .parse()
         .unwrap();
+    app.register_places().await;
     app.put_product("STR-250", "Strawberries", "per_unit", 299)
         .await;
     let batch = app.send("/api/v1/batches", json!({
-        "sku": "STR-250", "warehouse_id": "WH-BER-1", "supplier_id": "SUP-1",
+        "sku": "STR-250", "warehouse_id": "WH-BER-1", "supplier_id": "SUP-ALMERIA-COOP",
         "quantity": {"uom": "unit", "amount": 100},
         "expires_at": now + Duration::days(2),
         "procurement_cost": {"amount_minor": 10000, "currency": "EUR"}, "cold_chain": "chilled"

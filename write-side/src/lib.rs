@@ -31,8 +31,28 @@ pub struct WriteSide {
     pub timers: Arc<Aggregates<Timer>>,
 }
 
+/// The bounds a shop sets on what it accepts.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// How far ahead a delivery slot may start.
+    pub slot_horizon: chrono::Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            slot_horizon: chrono::Duration::days(domain::order::DEFAULT_SLOT_HORIZON_DAYS.into()),
+        }
+    }
+}
+
 impl WriteSide {
+    /// The write side with the default [`Limits`].
     pub fn new(store: &Store, clock: Arc<dyn Clock>) -> WriteSide {
+        Self::with_limits(store, clock, Limits::default())
+    }
+
+    pub fn with_limits(store: &Store, clock: Arc<dyn Clock>, limits: Limits) -> WriteSide {
         let catalog = Arc::new(StoreCatalog::new(store));
         WriteSide {
             store: store.clone(),
@@ -43,6 +63,7 @@ impl WriteSide {
                 OrderServices {
                     catalog: catalog.clone(),
                     clock: clock.clone(),
+                    slot_horizon: limits.slot_horizon,
                 },
             )),
             batches: Arc::new(Aggregates::new(

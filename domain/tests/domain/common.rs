@@ -7,6 +7,7 @@ use domain::catalog::{Category, InMemoryCatalog, Nutrition, Product};
 use domain::clock::FixedClock;
 use domain::inventory::InventoryServices;
 use domain::order::OrderServices;
+use domain::registry::{sample_supplier, sample_warehouse};
 use domain::values::*;
 
 pub fn now() -> DateTime<Utc> {
@@ -34,7 +35,7 @@ pub fn text<const N: usize>(s: &str) -> Text<N> {
 }
 
 pub fn catalog() -> InMemoryCatalog {
-    InMemoryCatalog::new([
+    let catalog = InMemoryCatalog::new([
         Product::new(
             sku("APL-GALA"),
             "Gala apples",
@@ -72,13 +73,21 @@ pub fn catalog() -> InMemoryCatalog {
             Nutrition::default(),
         )
         .unwrap(),
-    ])
+    ]);
+    for w in ["WH-BER-1", "WH-1"] {
+        catalog.register_warehouse(sample_warehouse(w));
+    }
+    for id in ["SUP-ALTO-ADIGE", "SUP-1"] {
+        catalog.register_supplier(sample_supplier(id));
+    }
+    catalog
 }
 
 pub fn order_services() -> OrderServices {
     OrderServices {
         catalog: Arc::new(catalog()),
         clock: Arc::new(FixedClock::at(now())),
+        slot_horizon: Duration::days(14),
     }
 }
 

@@ -534,3 +534,71 @@ fn no_warning_is_raised_once_the_batch_is_past_expiry() {
         .when(C::RaiseExpiryWarning)
         .then_expect_events(vec![]);
 }
+
+#[test]
+fn a_batch_names_a_registered_warehouse_and_supplier_that_can_store_it() {
+    let with = |warehouse: &str, supplier: &str, cold_chain: ColdChain| C::ReceiveBatch {
+        batch_id: batch_id(),
+        sku: sku("APL-GALA"),
+        warehouse_id: warehouse.parse().unwrap(),
+        supplier_id: supplier.parse().unwrap(),
+        quantity: g(10_000),
+        expires_at: expires(),
+        procurement_cost: eur(1_000),
+        cold_chain,
+    };
+    at_now()
+        .given_no_previous_events()
+        .when(with("WH-NOWHERE", "SUP-1", ColdChain::Chilled))
+        .then_expect_error(E::UnknownWarehouse("WH-NOWHERE".parse().unwrap()));
+    at_now()
+        .given_no_previous_events()
+        .when(with("WH-1", "SUP-NOBODY", ColdChain::Chilled))
+        .then_expect_error(E::UnknownSupplier("SUP-NOBODY".parse().unwrap()));
+
+    // A warehouse with an ambient zone only cannot take a chilled batch.
+    let catalog = catalog();
+    let mut ambient = domain::registry::sample_warehouse("WH-DRY");
+    ambient.zones.retain(|z| z.storage == ColdChain::Ambient);
+    catalog.register_warehouse(ambient);
+    let services = domain::inventory::InventoryServices {
+        clock: std::sync::Arc::new(domain::FixedClock::at(now())),
+        catalog: std::sync::Arc::new(catalog),
+    };
+    Fx::with(services)
+        .given_no_previous_events()
+        .when(with("WH-DRY", "SUP-1", ColdChain::Chilled))
+        .then_expect_error(E::StorageUnavailable {
+            warehouse_id: "WH-DRY".parse().unwrap(),
+            storage: ColdChain::Chilled,
+        });
+}
+
+#[test]
+fn an_expiry_more_than_a_year_after_receipt_is_refused() {
+    let at = |expires_at| C::ReceiveBatch {
+        batch_id: batch_id(),
+        sku: sku("APL-GALA"),
+        warehouse_id: "WH-BER-1".parse().unwrap(),
+        supplier_id: "SUP-ALTO-ADIGE".parse().unwrap(),
+        quantity: g(10_000),
+        expires_at,
+        procurement_cost: eur(1_000),
+        cold_chain: ColdChain::Chilled,
+    };
+    let too_far =
+        now() + Duration::days(domain::inventory::MAX_SHELF_LIFE_DAYS) + Duration::seconds(1);
+    at_now()
+        .given_no_previous_events()
+        .when(at(too_far))
+        .then_expect_error(E::ExpiryTooFar {
+            received_at: now(),
+            expires_at: too_far,
+        });
+    let last = now() + Duration::days(domain::inventory::MAX_SHELF_LIFE_DAYS);
+    assert!(at_now()
+        .given_no_previous_events()
+        .when(at(last))
+        .inspect_result()
+        .is_ok());
+}

@@ -628,3 +628,49 @@ fn a_line_is_cancelled_before_packing_and_refunded_when_paid() {
             action: OrderAction::CancelLine,
         });
 }
+
+#[test]
+fn placing_for_a_slot_beyond_the_horizon_or_an_unknown_warehouse_is_refused() {
+    let C::PlaceOrder {
+        order_id,
+        customer_id,
+        warehouse_id,
+        lines,
+        delivery_address,
+        payment_method,
+        ..
+    } = place_cmd(PaymentMethod::Card)
+    else {
+        unreachable!()
+    };
+    let place = |slot: DeliverySlot, warehouse_id: WarehouseId| C::PlaceOrder {
+        order_id,
+        customer_id,
+        warehouse_id,
+        lines: lines.clone(),
+        delivery_slot: slot,
+        delivery_address: delivery_address.clone(),
+        payment_method,
+    };
+    // The horizon is 14 days: a slot starting on the last minute of it is
+    // taken, one starting a minute later is not.
+    let starting = |t: chrono::DateTime<chrono::Utc>| {
+        DeliverySlot::new(t, t + chrono::Duration::hours(2)).unwrap()
+    };
+    let edge = now() + chrono::Duration::days(14);
+    fx().given_no_previous_events()
+        .when(place(
+            starting(edge + chrono::Duration::minutes(1)),
+            warehouse_id.clone(),
+        ))
+        .then_expect_error(E::SlotTooFarAhead { days: 14 });
+    let events = fx()
+        .given_no_previous_events()
+        .when(place(starting(edge), warehouse_id))
+        .inspect_result();
+    assert!(events.is_ok(), "{events:?}");
+    let nowhere: WarehouseId = "WH-NOWHERE".parse().unwrap();
+    fx().given_no_previous_events()
+        .when(place(slot(), nowhere.clone()))
+        .then_expect_error(E::UnknownWarehouse(nowhere));
+}

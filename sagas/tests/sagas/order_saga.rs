@@ -122,6 +122,16 @@ async fn world(db: &testkit::TestDb) -> World {
     let write = WriteSide::new(&store, clock);
     write
         .catalog
+        .register_warehouse(&domain::registry::sample_warehouse("WH-BER-1"))
+        .await
+        .unwrap();
+    write
+        .catalog
+        .register_supplier(&domain::registry::sample_supplier("SUP-1"))
+        .await
+        .unwrap();
+    write
+        .catalog
         .upsert(
             &Product::new(
                 "PIN-GOLD".parse().unwrap(),

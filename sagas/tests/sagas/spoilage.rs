@@ -90,16 +90,19 @@ async fn batches_expire_on_time_once(pg: bool) {
         &store,
         InventoryServices {
             clock: dyn_clock.clone(),
-            catalog: Arc::new(domain::InMemoryCatalog::new([domain::Product::new(
-                "STR-250".parse().unwrap(),
-                "Strawberries, 250 g",
-                vec![domain::Category::Fruit],
-                Money::new(299, Currency::EUR).unwrap(),
-                PricingUnit::PerUnit,
-                "DE",
-                domain::Nutrition::default(),
-            )
-            .unwrap()])),
+            catalog: Arc::new(
+                domain::InMemoryCatalog::new([domain::Product::new(
+                    "STR-250".parse().unwrap(),
+                    "Strawberries, 250 g",
+                    vec![domain::Category::Fruit],
+                    Money::new(299, Currency::EUR).unwrap(),
+                    PricingUnit::PerUnit,
+                    "DE",
+                    domain::Nutrition::default(),
+                )
+                .unwrap()])
+                .with_samples(&["WH-1"], &["SUP-1"]),
+            ),
         },
     ));
     let spoilage = Arc::new(Spoilage {

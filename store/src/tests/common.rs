@@ -80,16 +80,19 @@ pub fn meta() -> EventMetadata {
 
 /// The catalogue the store tests receive batches of: Gala apples, per kg.
 pub fn catalog() -> Arc<dyn domain::Catalog> {
-    Arc::new(domain::InMemoryCatalog::new([domain::Product::new(
-        "APL-GALA".parse().unwrap(),
-        "Gala apples",
-        vec![domain::Category::Fruit],
-        Money::new(299, Currency::EUR).unwrap(),
-        PricingUnit::PerKg,
-        "IT",
-        domain::Nutrition::default(),
+    Arc::new(
+        domain::InMemoryCatalog::new([domain::Product::new(
+            "APL-GALA".parse().unwrap(),
+            "Gala apples",
+            vec![domain::Category::Fruit],
+            Money::new(299, Currency::EUR).unwrap(),
+            PricingUnit::PerKg,
+            "IT",
+            domain::Nutrition::default(),
+        )
+        .unwrap()])
+        .with_samples(&["WH-1"], &["SUP-1"]),
     )
-    .unwrap()]))
 }
 
 pub fn batches(store: &Store) -> Aggregates<InventoryBatch> {

@@ -837,6 +837,7 @@ async fn old_event_versions_are_upcast_on_every_read(kind: Kind) {
         OrderServices {
             catalog: Arc::new(domain::InMemoryCatalog::default()),
             clock: Arc::new(domain::SystemClock),
+            slot_horizon: chrono::Duration::days(14),
         },
     );
     let (order, version) = orders.load(order_id).await.unwrap();
