@@ -172,6 +172,24 @@ impl Client {
         v
     }
 
+    /// PUTs reference data; a server from before the registries (404) is
+    /// fine, so the same bench measures older builds in A/B runs.
+    async fn register(&self, path: &str, body: Value) {
+        let r = self
+            .http
+            .put(format!("{}{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let status = r.status();
+        assert!(
+            status.is_success() || status == reqwest::StatusCode::NOT_FOUND,
+            "{path}: {status} {}",
+            r.text().await.unwrap_or_default()
+        );
+    }
+
     async fn post(&self, path: &str, body: Value) -> String {
         let v = self.send(reqwest::Method::POST, path, body).await;
         v["stream_id"].as_str().unwrap_or_default().to_string()
@@ -193,8 +211,7 @@ fn unit(n: u64) -> Value {
 
 /// 20 products, each with 5 batches of 1,000,000 units.
 async fn seed(c: &Client) -> Vec<(String, Vec<String>)> {
-    c.send(
-        reqwest::Method::PUT,
+    c.register(
         "/api/v1/warehouses/WH-BER-1",
         json!({"name": "Bench warehouse",
                "address": {"recipient": "Receiving", "line1": "Lagerstraße 1", "city": "Berlin",
@@ -202,8 +219,7 @@ async fn seed(c: &Client) -> Vec<(String, Vec<String>)> {
                "zones": [{"code": "AMB-A", "storage": "ambient"}]}),
     )
     .await;
-    c.send(
-        reqwest::Method::PUT,
+    c.register(
         "/api/v1/suppliers/SUP-ALMERIA-COOP",
         json!({"name": "Bench supplier",
                "contact": {"name": "Sales", "email": "sales@example.com"}}),

@@ -19,7 +19,7 @@
 //!   with `application/json` it is 200, as the specification asks.
 //! - Every error carries `extensions.code`.
 
-use async_graphql::parser::types::{DocumentOperations, OperationType};
+use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, BatchResponse, Request, Response, ServerError, Variables};
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{Query, State};
@@ -226,16 +226,8 @@ fn is_mutation(req: &Request) -> bool {
     let Ok(doc) = async_graphql::parser::parse_query(&req.query) else {
         return false;
     };
-    let op = match (&doc.operations, &req.operation_name) {
-        (DocumentOperations::Single(op), _) => Some(op),
-        (DocumentOperations::Multiple(ops), Some(name)) => ops
-            .iter()
-            .find(|(n, _)| n.as_str() == name)
-            .map(|(_, op)| op),
-        (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
-        _ => None,
-    };
-    op.is_some_and(|op| op.node.ty == OperationType::Mutation)
+    crate::selection_order::executed(&doc, req.operation_name.as_deref())
+        .is_some_and(|op| op.node.ty == OperationType::Mutation)
 }
 
 async fn execute(schema: &FreshledgerSchema, answer: Answer, batch: BatchRequest) -> HttpResponse {

@@ -12,7 +12,8 @@
 
 use async_graphql::indexmap::IndexMap;
 use async_graphql::parser::types::{
-    DocumentOperations, ExecutableDocument, FragmentDefinition, Selection, SelectionSet,
+    DocumentOperations, ExecutableDocument, FragmentDefinition, OperationDefinition, Selection,
+    SelectionSet,
 };
 use async_graphql::{Name, Positioned, Value};
 use std::collections::HashMap;
@@ -22,7 +23,18 @@ type Fragments = HashMap<Name, Positioned<FragmentDefinition>>;
 /// Reorders `data` (the answer of `operation` in `doc`) into selection
 /// order, recursively.
 pub fn restore(doc: &ExecutableDocument, operation: Option<&str>, data: &mut Value) {
-    let op = match (&doc.operations, operation) {
+    if let Some(op) = executed(doc, operation) {
+        reorder(&[&op.node.selection_set.node], &doc.fragments, data);
+    }
+}
+
+/// The operation a request with this `operation` name runs, if the
+/// document names one it can run.
+pub(crate) fn executed<'a>(
+    doc: &'a ExecutableDocument,
+    operation: Option<&str>,
+) -> Option<&'a Positioned<OperationDefinition>> {
+    match (&doc.operations, operation) {
         (DocumentOperations::Single(op), _) => Some(op),
         (DocumentOperations::Multiple(ops), Some(name)) => ops
             .iter()
@@ -30,9 +42,6 @@ pub fn restore(doc: &ExecutableDocument, operation: Option<&str>, data: &mut Val
             .map(|(_, op)| op),
         (DocumentOperations::Multiple(ops), None) if ops.len() == 1 => ops.values().next(),
         _ => None,
-    };
-    if let Some(op) = op {
-        reorder(&[&op.node.selection_set.node], &doc.fragments, data);
     }
 }
 

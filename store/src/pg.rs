@@ -10,18 +10,19 @@
 //!    p before M was taken, hence before the snapshot, and had its xid by
 //!    then (`fl_next_position()` assigns it first); xids are handed out in
 //!    order, so xid(T) < X.
-//! 2. Wait until no transaction that can still add events and has an xid
-//!    below X is in progress. A transaction can add events only while it
-//!    holds a `RowExclusiveLock` on the events table: its INSERT takes the
-//!    lock before it evaluates the position's default, and keeps it until
-//!    the transaction ends. So the reader waits for the xids below X, read
-//!    from fresh snapshots taken after its own transaction committed (their
-//!    `xmax`, latest completed xid + 1, is above X, so every running xid
-//!    below X is in their in-progress list), whose sessions hold that lock.
-//!    (Step 1's own snapshot is not enough: a running transaction whose xid
-//!    is above every completed one lies at or above its `xmax` and is not
-//!    listed.) Transactions of other databases, of other tables, or that only
-//!    read do not hold readers back.
+//! 2. Wait until no transaction that holds a position and has an xid below
+//!    X is in progress. `fl_next_position()` marks a transaction before it
+//!    takes a position: it takes a shared advisory lock keyed by its own
+//!    xid and holds it until the transaction ends. So the reader waits for
+//!    the xids below X, read from fresh snapshots taken after its own
+//!    transaction committed (their `xmax`, latest completed xid + 1, is
+//!    above X, so every running xid below X is in their in-progress list),
+//!    whose key it cannot lock exclusively. (Step 1's own snapshot is not
+//!    enough: a running transaction whose xid is above every completed one
+//!    lies at or above its `xmax` and is not listed.) Transactions of other
+//!    databases, of other tables, or that only read do not hold readers
+//!    back. (Keys are an xid's low 31 bits: two running xids 2^31 apart
+//!    would share one, and the reader would merely wait for both.)
 //!
 //! Then every position <= M is final: committed and visible, or rolled back
 //! and gone for good. An appender whose transaction stays open still holds
@@ -72,38 +73,48 @@ async fn horizon_now(pool: &PgPool) -> Result<(i64, String, bool), StoreError> {
     Ok((max, x, in_flight))
 }
 
-/// The sessions of in-progress transactions with an xid below `$1` that
-/// hold a write lock on the events table: the only ones that can still add
-/// an event below the horizon. Each transaction holding an xid holds an
-/// `ExclusiveLock` on its own transaction id, which names its session.
-const BLOCKERS: &str = "SELECT DISTINCT e.pid \
+/// The in-progress transactions with an xid below `$1` that hold a
+/// position: those whose appender key (migration 0008) cannot be locked
+/// exclusively. A key that can be is held only for this statement.
+const BLOCKERS: &str = "SELECT r.xid::text \
      FROM pg_snapshot_xip(pg_current_snapshot()) AS r(xid) \
+     WHERE r.xid < $1::text::xid8 \
+       AND NOT pg_try_advisory_xact_lock(1181499728, ((r.xid::text::bigint) & 2147483647)::int) \
+     ORDER BY 1";
+
+/// The sessions of the transactions `xids` (each holds an `ExclusiveLock`
+/// on its own transaction id); read from `pg_locks`, so only to describe a
+/// wait that lasts.
+const SESSIONS: &str = "SELECT DISTINCT t.pid \
+     FROM unnest($1::text[]) AS r(xid) \
      JOIN pg_locks t ON t.locktype = 'transactionid' AND t.mode = 'ExclusiveLock' AND t.granted \
-      AND t.transactionid = ((r.xid::text::bigint) & 4294967295)::text::xid \
-     JOIN pg_locks e ON e.pid = t.pid AND e.locktype = 'relation' AND e.mode = 'RowExclusiveLock' \
-      AND e.database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-      AND e.relation = 'events'::regclass \
-     WHERE r.xid < $1::text::xid8";
+      AND t.transactionid = ((r.xid::bigint) & 4294967295)::text::xid \
+     ORDER BY 1";
 
 /// Waits until no transaction that can still add an event and has an xid
 /// below `x` is in progress; reports the wait once it lasts.
 async fn wait_below(pool: &PgPool, x: &str, horizon: &Horizon) -> Result<(), StoreError> {
     let started = std::time::Instant::now();
     let mut delay = Duration::from_micros(500);
-    // The sessions last described, and when: described again only when
-    // they change, or once a second (the loop polls every <= 50 ms).
-    let mut described: Option<(Vec<i32>, std::time::Instant)> = None;
+    // The transactions last described, and when: described again only
+    // when they change, or once a second (the loop polls every <= 50 ms).
+    let mut described: Option<(Vec<String>, std::time::Instant)> = None;
     loop {
-        let blockers: Vec<i32> = sqlx::query_scalar(BLOCKERS).bind(x).fetch_all(pool).await?;
+        let blockers: Vec<String> = sqlx::query_scalar(BLOCKERS).bind(x).fetch_all(pool).await?;
         if blockers.is_empty() {
             return Ok(());
         }
         let waited = started.elapsed();
         let stale = described
             .as_ref()
-            .is_none_or(|(pids, at)| *pids != blockers || at.elapsed() >= REPORT_AFTER);
+            .is_none_or(|(xids, at)| *xids != blockers || at.elapsed() >= REPORT_AFTER);
         if waited >= REPORT_AFTER && stale {
-            horizon.blocked(waited, describe(pool, &blockers).await);
+            let pids: Vec<i32> = sqlx::query_scalar(SESSIONS)
+                .bind(&blockers)
+                .fetch_all(pool)
+                .await
+                .unwrap_or_default();
+            horizon.blocked(waited, describe(pool, &pids).await);
             described = Some((blockers, std::time::Instant::now()));
         }
         tokio::time::sleep(delay).await;
