@@ -812,3 +812,64 @@ async fn warehouses_and_suppliers_are_registered_and_listed(backend: Backend) {
     app.send("/api/v1/batches", batch, 201).await;
     app.finish().await;
 }
+
+/// The README's walk-through, run as it stands there (only the server's
+/// address changed): every command it sends is accepted and the order's
+/// story reads as the README says.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_walk_through_runs() {
+    let app = spawn_with(Backend::Sqlite, &["--order-saga", "true"]).await;
+    let readme = include_str!("../../README.md");
+    let section = readme
+        .split("### One order from placed to delivered")
+        .nth(1)
+        .expect("the walk-through section");
+    let script = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|s| s.split("\n```").next())
+        .expect("its script");
+    let script = script.replace("U=http://127.0.0.1:8080", &format!("U={}", app.url));
+    assert!(
+        script.contains(&app.url),
+        "the script names its server as U=..."
+    );
+    let run = tokio::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .output();
+    let out = tokio::time::timeout(std::time::Duration::from_secs(120), run)
+        .await
+        .expect("the walk-through finishes")
+        .expect("bash runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !stdout.contains("\"code\""),
+        "a command was refused:\n{stdout}"
+    );
+    let story: Vec<&str> = stdout
+        .lines()
+        .filter(|l| {
+            l.split_once(' ').is_some_and(|(n, rest)| {
+                n.parse::<u32>().is_ok() && !rest.is_empty() && !rest.contains(' ')
+            })
+        })
+        .collect();
+    assert_eq!(
+        story,
+        [
+            "1 OrderPlaced",
+            "2 AllocationConfirmed",
+            "3 OrderPaid",
+            "4 OrderPacked",
+            "5 OrderShipped",
+            "6 OrderDelivered"
+        ],
+        "{stdout}"
+    );
+    app.finish().await;
+}
