@@ -13,7 +13,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use write_side::WriteSide;
 
-use crate::cli::{self, Cli, Command, LimitArgs, ProjectionsCommand, SagaArgs, SagaSettings};
+use crate::cli::{
+    self, Cli, Command, LimitArgs, ProjectionsCommand, RateArgs, SagaArgs, SagaSettings,
+};
 
 /// Why the binary stops with an error.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +62,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), AppError> {
         clock: None,
         saga: SagaArgs::default(),
         limits: LimitArgs::default(),
+        rate: RateArgs::default(),
     };
     let command = cli.command.as_ref().unwrap_or(&default);
     let store = Store::connect(cli::store_config(&cli, &file))
@@ -103,6 +106,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), AppError> {
             clock,
             saga,
             limits,
+            rate,
         } => {
             let (limits, backdate_window) = cli::limits(limits, &file).map_err(AppError::Config)?;
             let manual = clock.as_deref() == Some("manual");
@@ -130,6 +134,9 @@ pub(crate) async fn run(cli: Cli) -> Result<(), AppError> {
                 saga: cli::saga_settings(saga, &file).map_err(AppError::Config)?,
                 limits,
                 backdate_window,
+                rate_limit: cli::rate_limit(rate, &file)
+                    .await
+                    .map_err(AppError::Config)?,
             };
             serve(&store, settings).await?;
         }
@@ -149,6 +156,7 @@ struct Serve {
     saga: Option<SagaSettings>,
     limits: write_side::Limits,
     backdate_window: chrono::Duration,
+    rate_limit: Option<Arc<command_api::limit::RateLimit>>,
 }
 
 async fn serve(store: &Store, settings: Serve) -> Result<(), AppError> {
@@ -197,7 +205,10 @@ async fn serve(store: &Store, settings: Serve) -> Result<(), AppError> {
                 .with_backdate_window(settings.backdate_window),
         )
         .merge(query_api::router(store)),
+        settings.rate_limit,
     );
+    // With each connection's peer address: rate limits are per client.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown)
         .await

@@ -23,7 +23,8 @@ pub(crate) struct Cli {
     /// max_connections, demo_data, expiry_warning_hours, order_saga,
     /// reservation_hold_minutes, shelf_life_margin_hours, gateway_outcome,
     /// gateway_latency_ms, saga_shards, saga_concurrency,
-    /// slot_horizon_days, backdate_window_hours (the flags' names with
+    /// slot_horizon_days, backdate_window_hours, rate_limit_per_second,
+    /// rate_limit_burst, redis_url, redis_namespace (the flags' names with
     /// underscores).
     #[arg(long, env = "FRESHLEDGER_CONFIG", global = true)]
     pub(crate) config: Option<PathBuf>,
@@ -69,6 +70,8 @@ pub(crate) enum Command {
         saga: SagaArgs,
         #[command(flatten)]
         limits: LimitArgs,
+        #[command(flatten)]
+        rate: RateArgs,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -107,6 +110,58 @@ pub(crate) struct LimitArgs {
     /// uploads from the warehouse floor) [default: 72].
     #[arg(long, env = "FRESHLEDGER_BACKDATE_WINDOW_HOURS", value_parser = clap::value_parser!(u32).range(0..=8760))]
     pub(crate) backdate_window_hours: Option<u32>,
+}
+
+/// Rate limits per client address.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct RateArgs {
+    /// Requests a second each client address may make, steadily; 0 turns
+    /// rate limiting off [default: 100].
+    #[arg(long, env = "FRESHLEDGER_RATE_LIMIT_PER_SECOND")]
+    pub(crate) rate_limit_per_second: Option<u32>,
+    /// Requests a client address may make at once above the steady rate
+    /// [default: 200].
+    #[arg(long, env = "FRESHLEDGER_RATE_LIMIT_BURST", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) rate_limit_burst: Option<u32>,
+    /// Redis (redis://host:6379/) to share rate limits between server
+    /// processes; without it each process keeps its own.
+    #[arg(long, env = "FRESHLEDGER_REDIS_URL")]
+    pub(crate) redis_url: Option<String>,
+    /// Prefix of this deployment's keys in Redis [default: freshledger].
+    #[arg(long, env = "FRESHLEDGER_REDIS_NAMESPACE")]
+    pub(crate) redis_namespace: Option<String>,
+}
+
+/// The rate limiter the settings ask for (`None`: off).
+pub(crate) async fn rate_limit(
+    args: &RateArgs,
+    file: &FileConfig,
+) -> Result<Option<std::sync::Arc<command_api::limit::RateLimit>>, String> {
+    let quota = command_api::limit::Quota {
+        per_second: args
+            .rate_limit_per_second
+            .or(file.rate_limit_per_second)
+            .unwrap_or(100),
+        burst: args
+            .rate_limit_burst
+            .or(file.rate_limit_burst)
+            .unwrap_or(200)
+            .max(1),
+    };
+    let limit = match args.redis_url.clone().or(file.redis_url.clone()) {
+        Some(url) => {
+            let namespace = args
+                .redis_namespace
+                .clone()
+                .or(file.redis_namespace.clone())
+                .unwrap_or_else(|| "freshledger".into());
+            command_api::limit::RateLimit::shared(quota, &url, &namespace)
+                .await
+                .map_err(|e| format!("redis_url {url}: {e}"))?
+        }
+        None => command_api::limit::RateLimit::local(quota),
+    };
+    Ok(limit.map(std::sync::Arc::new))
 }
 
 /// The order fulfilment saga's settings.
@@ -163,6 +218,10 @@ pub(crate) struct FileConfig {
     pub(crate) saga_concurrency: Option<u32>,
     pub(crate) slot_horizon_days: Option<u32>,
     pub(crate) backdate_window_hours: Option<u32>,
+    pub(crate) rate_limit_per_second: Option<u32>,
+    pub(crate) rate_limit_burst: Option<u32>,
+    pub(crate) redis_url: Option<String>,
+    pub(crate) redis_namespace: Option<String>,
 }
 
 pub(crate) fn file_config(path: &Option<PathBuf>) -> Result<FileConfig, String> {

@@ -96,6 +96,8 @@ impl Server {
             .args(["--listen", "127.0.0.1:0", "--demo-data", "false"])
             .args(["--order-saga", if saga { "true" } else { "false" }])
             .env("FRESHLEDGER_LOG", "warn")
+            // The load is the point: no rate limit (older servers ignore it).
+            .env("FRESHLEDGER_RATE_LIMIT_PER_SECOND", "0")
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

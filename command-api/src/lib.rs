@@ -9,6 +9,7 @@ pub mod error;
 pub mod extract;
 mod handlers;
 pub mod idempotency;
+pub mod limit;
 pub mod openapi;
 
 use std::sync::Arc;
@@ -178,10 +179,18 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// What every route of the server goes through, the command API's and
-/// GraphQL's alike: the request's correlation id (the client's, or a new
-/// one, echoed on the answer) and request tracing. Apply it to the whole
-/// app, after merging: a router merged after `layer` is not wrapped by it.
-pub fn edge(app: Router) -> Router {
+/// GraphQL's alike: request tracing, the request's correlation id (the
+/// client's, or a new one, echoed on the answer), and the rate limit, if
+/// any (serve the app with `into_make_service_with_connect_info` so it
+/// knows each client's address). Apply it to the whole app, after merging:
+/// a router merged after `layer` is not wrapped by it.
+pub fn edge(app: Router, limit: Option<Arc<limit::RateLimit>>) -> Router {
+    let app = match limit {
+        Some(limit) => app.layer(axum::middleware::from_fn(move |req, next| {
+            limit::middleware(limit.clone(), req, next)
+        })),
+        None => app,
+    };
     app.layer(axum::middleware::from_fn(correlation))
         .layer(tower_http::trace::TraceLayer::new_for_http())
 }

@@ -190,6 +190,9 @@ fn path_schema(name: &str) -> Value {
 /// kind can answer whatever its command.
 fn edge_codes(r: &RouteDoc) -> Vec<(u16, &'static str)> {
     let mut codes = vec![(503, "unavailable")];
+    if r.path != "/healthz" && r.path != "/readyz" {
+        codes.push((429, "rate_limited"));
+    }
     if r.path.contains('{') {
         codes.extend([(400, "invalid_id"), (422, "nil_uuid")]);
     }
@@ -234,6 +237,7 @@ fn status_description(status: u16) -> &'static str {
         413 => "Body too large (64 KiB at most)",
         415 => "Content-Type is not application/json",
         422 => "Well-formed but invalid, or against the shop's rules",
+        429 => "Too many requests from this client address; retry after Retry-After seconds",
         503 => "Temporarily unavailable; retry",
         _ => "Error",
     }
@@ -381,16 +385,21 @@ pub fn document() -> Value {
             }
         }
         for (status, codes) in by_status {
-            responses.insert(
-                status.to_string(),
-                serde_json::json!({
-                    "description": format!("{}: {}", status_description(status), codes.join(", ")),
-                    "content": {"application/json": {"schema": {
-                        "allOf": [error_schema.clone()],
-                        "properties": {"code": {"enum": codes}},
-                    }}},
-                }),
-            );
+            let mut response = serde_json::json!({
+                "description": format!("{}: {}", status_description(status), codes.join(", ")),
+                "content": {"application/json": {"schema": {
+                    "allOf": [error_schema.clone()],
+                    "properties": {"code": {"enum": codes}},
+                }}},
+            });
+            if status == 429 {
+                response["headers"] = serde_json::json!({"Retry-After": {
+                    "description": "Seconds to wait before the next request",
+                    "required": true,
+                    "schema": {"type": "integer", "minimum": 1},
+                }});
+            }
+            responses.insert(status.to_string(), response);
         }
         op["responses"] = Value::Object(responses);
         let item = paths

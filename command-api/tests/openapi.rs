@@ -268,4 +268,21 @@ fn every_answer_and_error_code_is_declared() {
             ["type"],
         "string"
     );
+    // Every route but the probes may be rate limited, with a Retry-After.
+    for r in command_api::route_docs() {
+        let op = &doc["paths"][r.path][r.method];
+        let limited = codes_at(op, "429").iter().any(|c| c == "rate_limited");
+        assert_eq!(
+            limited,
+            !["/healthz", "/readyz"].contains(&r.path),
+            "{}",
+            r.path
+        );
+        if limited {
+            assert_eq!(
+                op["responses"]["429"]["headers"]["Retry-After"]["required"],
+                true
+            );
+        }
+    }
 }

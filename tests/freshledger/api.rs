@@ -873,3 +873,82 @@ async fn the_readme_walk_through_runs() {
     );
     app.finish().await;
 }
+
+/// Past its burst a client address is refused with 429, a `Retry-After`
+/// and a code, and its refused commands append nothing; probes still
+/// answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_past_its_rate_limit_gets_429_with_retry_after() {
+    let app = spawn_with(
+        Backend::Sqlite,
+        &["--rate-limit-per-second", "1", "--rate-limit-burst", "3"],
+    )
+    .await;
+    let mut statuses = Vec::new();
+    let mut refused = None;
+    for _ in 0..4 {
+        let r = app
+            .post(
+                "/api/v1/orders",
+                order_body("APL-GALA", json!({"uom": "gram", "amount": 500})),
+            )
+            .await;
+        statuses.push(r.status().as_u16());
+        if r.status() == 429 {
+            let wait = r.headers()["retry-after"].to_str().unwrap().to_string();
+            refused = Some((wait, r.json::<Value>().await.unwrap()));
+        }
+    }
+    assert_eq!(statuses, [201, 201, 201, 429], "{statuses:?}");
+    let (wait, body) = refused.unwrap();
+    assert!(
+        wait.parse::<u64>().is_ok_and(|s| s >= 1),
+        "Retry-After: {wait}"
+    );
+    assert_eq!(body["code"], "rate_limited", "{body}");
+    assert!(body["details"]["retry_after_seconds"].as_u64().unwrap() >= 1);
+    assert_eq!(
+        app.get("/healthz").await.status(),
+        200,
+        "probes are never limited"
+    );
+    // After the wait one more request is let through: the log holds the
+    // three orders that got through, not the refused one.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100)).await;
+    let events: Value = app.get_json("/api/v1/events?limit=1000").await;
+    let placed = events
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event_type"] == "OrderPlaced")
+        .count();
+    assert_eq!(placed, 3);
+    app.finish().await;
+}
+
+/// With Redis, server processes share one limit per client address: what
+/// one let through counts at the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limits_are_shared_through_redis() {
+    let namespace = format!("fl-test-{}", uuid::Uuid::now_v7());
+    let args = [
+        "--rate-limit-per-second",
+        "1",
+        "--rate-limit-burst",
+        "4",
+        "--redis-url",
+        "redis://127.0.0.1:6379/",
+        "--redis-namespace",
+        &namespace,
+    ];
+    let a = spawn_with(Backend::Sqlite, &args).await;
+    let b = spawn_with(Backend::Sqlite, &args).await;
+    let mut statuses = Vec::new();
+    for app in [&a, &b, &a, &b, &a, &b] {
+        statuses.push(app.get("/api/v1/products").await.status().as_u16());
+    }
+    // Four in all, then both refuse: each alone would still have had room.
+    assert_eq!(statuses, [200, 200, 200, 200, 429, 429], "{statuses:?}");
+    a.finish().await;
+    b.finish().await;
+}

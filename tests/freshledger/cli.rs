@@ -41,6 +41,8 @@ fn help_explains_every_setting() {
         "by-amount",
         "--slot-horizon-days",
         "--backdate-window-hours",
+        "--rate-limit-per-second",
+        "--redis-url",
     ] {
         assert!(
             serve.contains(s),
@@ -53,7 +55,7 @@ fn help_explains_every_setting() {
 /// with every one of them is accepted (unknown keys are refused).
 #[test]
 fn help_lists_every_config_file_key() {
-    const KEYS: [(&str, &str); 15] = [
+    const KEYS: [(&str, &str); 19] = [
         ("database_url", "\"sqlite://data/x.db\""),
         ("listen", "\"127.0.0.1:0\""),
         ("snapshot_every", "100"),
@@ -69,6 +71,10 @@ fn help_lists_every_config_file_key() {
         ("saga_concurrency", "4"),
         ("slot_horizon_days", "14"),
         ("backdate_window_hours", "72"),
+        ("rate_limit_per_second", "100"),
+        ("rate_limit_burst", "200"),
+        ("redis_url", "\"redis://127.0.0.1:6379/\""),
+        ("redis_namespace", "\"freshledger\""),
     ];
     let serve = help(&["serve", "--help"]).replace(['\n', ' '], "");
     for (key, _) in KEYS {

@@ -59,6 +59,9 @@ impl App {
             .args(saga)
             .args(extra)
             .env("FRESHLEDGER_LOG", "warn")
+            // Tests fire requests far faster than any client should; the
+            // rate-limit tests set their own limits with flags.
+            .env("FRESHLEDGER_RATE_LIMIT_PER_SECOND", "0")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
