@@ -152,6 +152,14 @@ impl RequestContext {
     }
 }
 
+/// Who acts when a request names no one (until identity: the back-office).
+pub(crate) fn default_actor() -> Actor {
+    Actor {
+        role: ActorRole::Admin,
+        id: "back-office".into(),
+    }
+}
+
 /// A header's text; an empty header is an absent one.
 fn header<'a>(parts: &'a Parts, name: &str) -> Result<Option<&'a str>, ApiError> {
     parts
@@ -186,10 +194,7 @@ impl FromRequestParts<AppState> for RequestContext {
             Some(v) => v
                 .parse()
                 .map_err(|e| ApiError::bad_request("invalid_header", format!("{ACTOR}: {e}")))?,
-            None => Actor {
-                role: ActorRole::Admin,
-                id: "back-office".into(),
-            },
+            None => default_actor(),
         };
         let now = state.write.clock.now();
         let occurred_at = match header(parts, OCCURRED_AT)? {

@@ -123,14 +123,15 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     h.update(&bytes);
     // Who asks is part of the request: the same key from another subject
     // is a different request, never a replay of someone else's answer.
+    // (No header and the default actor's name are the same subject.)
     h.update([0]);
-    h.update(
-        parts
-            .headers
-            .get(crate::extract::ACTOR)
-            .map(|v| v.as_bytes())
-            .unwrap_or_default(),
-    );
+    let actor = parts
+        .headers
+        .get(crate::extract::ACTOR)
+        .filter(|v| !v.is_empty())
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+        .unwrap_or_else(|| crate::extract::default_actor().to_string());
+    h.update(actor.as_bytes());
     let hash: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
 
     let success = parts

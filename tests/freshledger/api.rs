@@ -452,6 +452,18 @@ async fn idempotency_keys_replay_and_refuse_reuse(backend: Backend) {
         .unwrap();
     let e = expect(r, 422).await;
     assert_eq!(e["code"], "idempotency_key_reused", "{e}");
+    // Naming the default subject is the same subject as naming no one.
+    let r = app
+        .client
+        .post(format!("{}/api/v1/orders", app.url))
+        .header("Idempotency-Key", "order-42")
+        .header("X-Actor", "admin:back-office")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["idempotent-replayed"], "true");
+    assert_eq!(expect(r, 201).await, first);
     // A rejected command is remembered too: same key, same answer.
     let bad = order_body("NOT-SOLD", json!({"uom": "unit", "amount": 1}));
     let e1 = expect(send(&bad, "order-43").await.unwrap(), 422).await;
