@@ -439,29 +439,20 @@ async fn idempotency_keys_replay_and_refuse_reuse(backend: Backend) {
     other["lines"][0]["quantity"]["amount"] = json!(600);
     let e = expect(send(&other, "order-42").await.unwrap(), 422).await;
     assert_eq!(e["code"], "idempotency_key_reused");
+    let as_actor = |actor: &'static str| {
+        app.client
+            .post(format!("{}/api/v1/orders", app.url))
+            .header("Idempotency-Key", "order-42")
+            .header("X-Actor", actor)
+            .json(&body)
+            .send()
+    };
     // Another subject with the same key and body is another request: it is
     // refused, never shown the first subject's answer.
-    let r = app
-        .client
-        .post(format!("{}/api/v1/orders", app.url))
-        .header("Idempotency-Key", "order-42")
-        .header("X-Actor", "customer:someone-else")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
-    let e = expect(r, 422).await;
+    let e = expect(as_actor("customer:someone-else").await.unwrap(), 422).await;
     assert_eq!(e["code"], "idempotency_key_reused", "{e}");
     // Naming the default subject is the same subject as naming no one.
-    let r = app
-        .client
-        .post(format!("{}/api/v1/orders", app.url))
-        .header("Idempotency-Key", "order-42")
-        .header("X-Actor", "admin:back-office")
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    let r = as_actor("admin:back-office").await.unwrap();
     assert_eq!(r.headers()["idempotent-replayed"], "true");
     assert_eq!(expect(r, 201).await, first);
     // A rejected command is remembered too: same key, same answer.
