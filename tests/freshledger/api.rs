@@ -779,16 +779,7 @@ async fn warehouses_and_suppliers_are_registered_and_listed(backend: Backend) {
         .iter()
         .any(|s| s["id"] == "SUP-RHEIN-GEMUESE" && s["contact"]["email"] == "sales@example.com"));
     // GraphQL lists them too, with each warehouse's cold-chain capability.
-    let r: Value = app
-        .client
-        .post(format!("{}/graphql", app.url))
-        .json(&json!({"query": "{ warehouses { id coldChain zones { code storage } address { city } } suppliers { id contact { email phone } } }"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = app.graphql(&json!({"query": "{ warehouses { id coldChain zones { code storage } address { city } } suppliers { id contact { email phone } } }"})).await;
     assert!(r["errors"].is_null(), "{r}");
     let koe = r["data"]["warehouses"]
         .as_array()

@@ -204,6 +204,20 @@ impl App {
         expect(r, 200).await;
     }
 
+    /// POSTs a GraphQL request (`{"query", "variables"}`) and returns the
+    /// JSON answer.
+    pub async fn graphql(&self, request: &Value) -> Value {
+        self.client
+            .post(format!("{}/graphql", self.url))
+            .json(request)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
     pub async fn get(&self, path: &str) -> Response {
         self.client
             .get(format!("{}{path}", self.url))

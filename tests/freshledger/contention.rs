@@ -63,16 +63,7 @@ async fn scarce_stock_is_never_oversold(backend: Backend) {
         "every acknowledged reservation, and nothing else"
     );
     let q = json!({"query": "query($p: Int) { stockByWarehouse(warehouseId: \"WH-BER-1\", minPosition: $p) { onHand reserved available } }", "variables": {"p": app.log_len().await}});
-    let r: serde_json::Value = app
-        .client
-        .post(format!("{}/graphql", app.url))
-        .json(&q)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: serde_json::Value = app.graphql(&q).await;
     let level = &r["data"]["stockByWarehouse"][0];
     assert_eq!(level["reserved"].as_u64(), Some(reserved), "{r}");
     assert_eq!(level["available"].as_u64(), Some(50 - reserved));

@@ -60,16 +60,7 @@ async fn rebuild_from_the_cli_equals_live(backend: Backend) {
     }
     // Read-your-writes: the live projections have everything.
     let q = json!({"query": "query($p: Int) { customerOrders(customerId: \"0192f3a4-0000-7000-8000-000000000001\", minPosition: $p) { edges { node { status } } } }", "variables": {"p": last}});
-    let r: Value = app
-        .client
-        .post(format!("{}/graphql", app.url))
-        .json(&q)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = app.graphql(&q).await;
     assert!(r["errors"].is_null(), "{r}");
     // Let background reactions (timers for the demo batches) settle too.
     app.log_len().await;
@@ -88,16 +79,7 @@ async fn rebuild_from_the_cli_equals_live(backend: Backend) {
         "rebuilt read models differ from the live ones"
     );
     // The server still answers, from the swapped-in tables.
-    let r: Value = app
-        .client
-        .post(format!("{}/graphql", app.url))
-        .json(&q)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = app.graphql(&q).await;
     assert_eq!(
         r["data"]["customerOrders"]["edges"]
             .as_array()
