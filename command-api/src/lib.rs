@@ -213,5 +213,7 @@ async fn correlation(mut req: Request, next: Next) -> Response {
 }
 
 pub(crate) async fn openapi_document(State(_): State<AppState>) -> Json<serde_json::Value> {
-    Json(openapi::document())
+    // Built once: it depends only on the code.
+    static DOCUMENT: std::sync::OnceLock<serde_json::Value> = std::sync::OnceLock::new();
+    Json(DOCUMENT.get_or_init(openapi::document).clone())
 }
