@@ -24,8 +24,8 @@ pub(crate) struct Cli {
     /// reservation_hold_minutes, shelf_life_margin_hours, gateway_outcome,
     /// gateway_latency_ms, saga_shards, saga_concurrency,
     /// slot_horizon_days, backdate_window_hours, rate_limit_per_second,
-    /// rate_limit_burst, redis_url, redis_namespace (the flags' names with
-    /// underscores).
+    /// rate_limit_burst, redis_url, redis_namespace, trusted_proxies (the
+    /// flags' names with underscores).
     #[arg(long, env = "FRESHLEDGER_CONFIG", global = true)]
     pub(crate) config: Option<PathBuf>,
 
@@ -47,6 +47,7 @@ pub(crate) struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)] // parsed once at start-up
 pub(crate) enum Command {
     /// Serve the command API, GraphQL and the projections (the default).
     Serve {
@@ -130,6 +131,11 @@ pub(crate) struct RateArgs {
     /// Prefix of this deployment's keys in Redis [default: freshledger].
     #[arg(long, env = "FRESHLEDGER_REDIS_NAMESPACE")]
     pub(crate) redis_namespace: Option<String>,
+    /// Reverse proxies (comma-separated addresses or CIDR ranges, e.g.
+    /// 10.0.0.0/8) whose X-Forwarded-For names the client for rate limits;
+    /// from anyone else the header is ignored [default: none].
+    #[arg(long, env = "FRESHLEDGER_TRUSTED_PROXIES")]
+    pub(crate) trusted_proxies: Option<String>,
 }
 
 /// The rate limiter the settings ask for (`None`: off).
@@ -161,7 +167,14 @@ pub(crate) async fn rate_limit(
         }
         None => command_api::limit::RateLimit::local(quota),
     };
-    Ok(limit.map(std::sync::Arc::new))
+    let proxies = args
+        .trusted_proxies
+        .clone()
+        .or(file.trusted_proxies.clone())
+        .unwrap_or_default();
+    let proxies = command_api::limit::proxies(&proxies)
+        .map_err(|p| format!("trusted_proxies: {p:?} is not an address or CIDR range"))?;
+    Ok(limit.map(|l| std::sync::Arc::new(l.trusting(proxies))))
 }
 
 /// The order fulfilment saga's settings.
@@ -222,6 +235,7 @@ pub(crate) struct FileConfig {
     pub(crate) rate_limit_burst: Option<u32>,
     pub(crate) redis_url: Option<String>,
     pub(crate) redis_namespace: Option<String>,
+    pub(crate) trusted_proxies: Option<String>,
 }
 
 pub(crate) fn file_config(path: &Option<PathBuf>) -> Result<FileConfig, String> {

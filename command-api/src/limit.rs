@@ -1,6 +1,9 @@
 //! Rate limits per client address: a generic cell rate (a steady rate per
 //! second and a burst), answered past the limit with 429 `rate_limited` and
-//! `Retry-After`. Kept in this process by default; shared by every server
+//! `Retry-After`. The client address is the connection's peer, or, when the
+//! peer is a configured trusted proxy, the nearest address in
+//! `X-Forwarded-For` that is not one (a client cannot choose its own key by
+//! sending the header to a server that does not sit behind a proxy). Kept in this process by default; shared by every server
 //! process through Redis when one is configured, so several replicas
 //! enforce one limit. Health probes are never limited. Per-subject limits
 //! arrive with identity (issue #17) as another key.
@@ -41,6 +44,7 @@ pub struct RateLimit {
     quota: Quota,
     cells: Cells,
     checks: AtomicU64,
+    trusted: Vec<ipnet::IpNet>,
 }
 
 /// Generic cell rate algorithm on Redis's clock, in microseconds: the
@@ -76,6 +80,7 @@ impl RateLimit {
                 governor::Quota::per_second(per_second).allow_burst(burst),
             )),
             checks: AtomicU64::new(0),
+            trusted: Vec::new(),
         })
     }
 
@@ -97,6 +102,7 @@ impl RateLimit {
                     namespace: namespace.to_string(),
                 },
                 checks: AtomicU64::new(0),
+                trusted: Vec::new(),
             })),
             // An optional integration never keeps the server from serving:
             // limits stay in this process until Redis is configured again.
@@ -105,6 +111,35 @@ impl RateLimit {
                 Ok(Self::local(quota))
             }
         }
+    }
+
+    /// Proxies (address ranges) whose `X-Forwarded-For` names the client.
+    pub fn trusting(mut self, proxies: Vec<ipnet::IpNet>) -> Self {
+        self.trusted = proxies;
+        self
+    }
+
+    /// The client behind a request from `peer`: `peer` itself, unless it is
+    /// a trusted proxy; then the nearest `X-Forwarded-For` entry (read from
+    /// the right) that is not one.
+    fn client(&self, peer: IpAddr, headers: &axum::http::HeaderMap) -> IpAddr {
+        let trusted = |ip: &IpAddr| self.trusted.iter().any(|n| n.contains(ip));
+        if !trusted(&peer) {
+            return peer;
+        }
+        let hops: Vec<IpAddr> = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .filter_map(|a| a.trim().parse().ok())
+            .collect();
+        hops.iter()
+            .rev()
+            .find(|ip| !trusted(ip))
+            .or(hops.first())
+            .copied()
+            .unwrap_or(peer)
     }
 
     /// `None` when `ip` may go ahead; otherwise how long it must wait.
@@ -143,6 +178,20 @@ impl RateLimit {
     }
 }
 
+/// Comma-separated addresses and CIDR ranges; the first entry that is
+/// neither is the error.
+pub fn proxies(list: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    list.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| p.to_string())
+        })
+        .collect()
+}
+
 /// The middleware: probes pass; every other request counts against its
 /// client address.
 pub async fn middleware(limit: Arc<RateLimit>, req: Request, next: Next) -> Response {
@@ -153,7 +202,8 @@ pub async fn middleware(limit: Arc<RateLimit>, req: Request, next: Next) -> Resp
     let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() else {
         return next.run(req).await;
     };
-    match limit.check(peer.ip()).await {
+    let client = limit.client(peer.ip(), req.headers());
+    match limit.check(client).await {
         None => next.run(req).await,
         Some(wait) => {
             let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);

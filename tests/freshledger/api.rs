@@ -946,3 +946,43 @@ async fn rate_limits_are_shared_through_redis() {
     a.finish().await;
     b.finish().await;
 }
+
+/// Behind a trusted proxy each forwarded client has its own limit; from
+/// anyone else `X-Forwarded-For` is ignored (a client cannot pick a fresh
+/// key per request).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_clients_are_limited_apart_only_behind_a_trusted_proxy() {
+    let limits = ["--rate-limit-per-second", "1", "--rate-limit-burst", "2"];
+    let statuses = |app: &App, clients: &'static [&'static str]| {
+        let (client, url) = (app.client.clone(), app.url.clone());
+        async move {
+            let mut out = Vec::new();
+            for c in clients {
+                let r = client
+                    .get(format!("{url}/api/v1/products"))
+                    .header("x-forwarded-for", format!("{c}, 10.1.2.3"))
+                    .send()
+                    .await
+                    .unwrap();
+                out.push(r.status().as_u16());
+            }
+            out
+        }
+    };
+    let mut trusting = limits.to_vec();
+    trusting.extend(["--trusted-proxies", "127.0.0.1, 10.0.0.0/8"]);
+    let app = spawn_with(Backend::Sqlite, &trusting).await;
+    // 10.1.2.3 is a trusted hop too: the client is the address before it.
+    let got = statuses(
+        &app,
+        &["203.0.113.7", "203.0.113.7", "203.0.113.7", "203.0.113.8"],
+    )
+    .await;
+    assert_eq!(got, [200, 200, 429, 200], "{got:?}");
+    app.finish().await;
+
+    let app = spawn_with(Backend::Sqlite, &limits).await;
+    let got = statuses(&app, &["203.0.113.7", "203.0.113.8", "203.0.113.9"]).await;
+    assert_eq!(got, [200, 200, 429], "{got:?}");
+    app.finish().await;
+}

@@ -55,7 +55,7 @@ fn help_explains_every_setting() {
 /// with every one of them is accepted (unknown keys are refused).
 #[test]
 fn help_lists_every_config_file_key() {
-    const KEYS: [(&str, &str); 19] = [
+    const KEYS: [(&str, &str); 20] = [
         ("database_url", "\"sqlite://data/x.db\""),
         ("listen", "\"127.0.0.1:0\""),
         ("snapshot_every", "100"),
@@ -75,6 +75,7 @@ fn help_lists_every_config_file_key() {
         ("rate_limit_burst", "200"),
         ("redis_url", "\"redis://127.0.0.1:6379/\""),
         ("redis_namespace", "\"freshledger\""),
+        ("trusted_proxies", "\"10.0.0.0/8, 127.0.0.1\""),
     ];
     let serve = help(&["serve", "--help"]).replace(['\n', ' '], "");
     for (key, _) in KEYS {
