@@ -311,7 +311,7 @@ pub struct ContactBody {
     pub email: String,
     /// E.164: `+` and 7 to 15 digits.
     #[serde(default)]
-    #[schemars(regex(pattern = r"^\+[1-9][0-9]{6,14}$"))]
+    #[schemars(regex(pattern = domain::registry::E164_PATTERN))]
     pub phone: Option<String>,
 }
 

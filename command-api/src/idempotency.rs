@@ -82,13 +82,16 @@ async fn settle(state: &AppState, key: &str, status: StatusCode, body: &str) {
 
 pub async fn middleware(State(state): State<AppState>, req: Request, next: Next) -> Response {
     // Keys apply to the routes that write (a read is safe to repeat; an
-    // unknown route or method is refused whatever its headers).
-    let writes = matches!(*req.method(), Method::POST | Method::PUT)
-        && req
-            .extensions()
-            .get::<MatchedPath>()
-            .is_some_and(|p| crate::ok_status(req.method(), p.as_str()).is_some());
-    let Some(key) = req.headers().get(HEADER).filter(|_| writes) else {
+    // unknown route or method is refused whatever its headers). Requests
+    // without a key, most of them, pass without a look at the route table.
+    let writes = |req: &Request| {
+        matches!(*req.method(), Method::POST | Method::PUT)
+            && req
+                .extensions()
+                .get::<MatchedPath>()
+                .is_some_and(|p| crate::ok_status(req.method(), p.as_str()).is_some())
+    };
+    let Some(key) = req.headers().get(HEADER).filter(|_| writes(&req)) else {
         return next.run(req).await;
     };
     let key = match key.to_str() {

@@ -151,9 +151,7 @@ impl RateLimit {
                     limiter.retain_recent();
                 }
                 limiter.check_key(&ip).err().map(|not_until| {
-                    not_until.wait_time_from(governor::clock::Clock::now(
-                        &governor::clock::DefaultClock::default(),
-                    ))
+                    not_until.wait_time_from(governor::clock::Clock::now(limiter.clock()))
                 })
             }
             Cells::Redis { conn, namespace } => {

@@ -87,6 +87,7 @@ pub struct Contact {
     pub email: String,
     /// E.164 (`+4930123456`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = E164_PATTERN))]
     pub phone: Option<String>,
 }
 
@@ -129,6 +130,10 @@ pub fn is_email(s: &str) -> bool {
         && !domain.contains('@')
         && s.chars().all(|c| c.is_ascii_graphic())
 }
+
+/// A phone number in E.164: `+` and 7 to 15 digits, the first not 0 (what
+/// [`is_e164`] accepts, for schemas).
+pub const E164_PATTERN: &str = r"^\+[1-9][0-9]{6,14}$";
 
 /// `+` and 7 to 15 digits, the first not 0.
 pub fn is_e164(s: &str) -> bool {

@@ -169,17 +169,10 @@ fn failed_before_execution(resp: &Response) -> bool {
         && resp.errors.iter().all(|e| e.path.is_empty())
 }
 
-/// Gives every error a stable code and a bounded message. `query` is
-/// parsed again only to tell a parse failure from a validation failure,
-/// when the response has an error without a code.
-fn coded(mut resp: Response, query: &str) -> Response {
+/// Gives every error a stable code and a bounded message; `parsed` tells
+/// a parse failure from a validation failure.
+fn coded(mut resp: Response, parsed: bool) -> Response {
     let before = failed_before_execution(&resp);
-    let needs_code = resp.errors.iter().any(|e| {
-        e.extensions
-            .as_ref()
-            .is_none_or(|x| x.get("code").is_none())
-    });
-    let parsed = !(needs_code && before) || async_graphql::parser::parse_query(query).is_ok();
     for e in &mut resp.errors {
         if e.message.len() > MAX_MESSAGE {
             let mut end = MAX_MESSAGE;
@@ -221,19 +214,22 @@ fn error_code(e: &ServerError, parsed: bool, before_execution: bool) -> &'static
 }
 
 /// The operation a GET would run, if the document parses: mutations are
-/// for POST only.
-fn is_mutation(req: &Request) -> bool {
-    let Ok(doc) = async_graphql::parser::parse_query(&req.query) else {
+/// for POST only. (The parsed document stays in the request: it is not
+/// parsed again to run.)
+fn is_mutation(req: &mut Request) -> bool {
+    let name = req.operation_name.clone();
+    let Ok(doc) = req.parsed_query() else {
         return false;
     };
-    crate::selection_order::executed(&doc, req.operation_name.as_deref())
+    crate::selection_order::executed(doc, name.as_deref())
         .is_some_and(|op| op.node.ty == OperationType::Mutation)
 }
 
 async fn execute(schema: &FreshledgerSchema, answer: Answer, batch: BatchRequest) -> HttpResponse {
-    let queries: Vec<String> = batch.iter().map(|r| r.query.clone()).collect();
-    // Each document parsed here, once: the schema executes the parsed
-    // document, and the answer's keys are put back in its selection order.
+    // Each document parsed here, once (a GET's already was): the schema
+    // executes the parsed document, the answer's keys are put back in its
+    // selection order, and a document that did not parse is told apart
+    // from one that did not validate.
     let mut batch = batch;
     let selections: Vec<
         Option<(
@@ -266,7 +262,7 @@ async fn execute(schema: &FreshledgerSchema, answer: Answer, batch: BatchRequest
     let resp = schema.execute_batch(batch).await;
     match resp {
         BatchResponse::Single(resp) => {
-            let resp = coded(in_order(resp, 0), &queries[0]);
+            let resp = coded(in_order(resp, 0), selections[0].is_some());
             let before = failed_before_execution(&resp);
             // Serialised straight from the response, never through a
             // `serde_json::Value` (whose map sorts its keys): the data's
@@ -288,9 +284,8 @@ async fn execute(schema: &FreshledgerSchema, answer: Answer, batch: BatchRequest
         BatchResponse::Batch(items) => {
             let items: Vec<Response> = items
                 .into_iter()
-                .zip(&queries)
                 .enumerate()
-                .map(|(i, (r, q))| coded(in_order(r, i), q))
+                .map(|(i, r)| coded(in_order(r, i), selections[i].is_some()))
                 .collect();
             let body = serde_json::to_string(&items).unwrap_or_else(|_| "[]".into());
             with_type(answer, StatusCode::OK, body)
@@ -369,11 +364,11 @@ pub(crate) async fn get(
         };
         map.insert(k, value);
     }
-    let req = match request_of(&map) {
+    let mut req = match request_of(&map) {
         Ok(r) => r,
         Err(m) => return refuse(answer, StatusCode::BAD_REQUEST, "BAD_REQUEST", &m),
     };
-    if is_mutation(&req) {
+    if is_mutation(&mut req) {
         let mut resp = refuse(
             answer,
             StatusCode::METHOD_NOT_ALLOWED,

@@ -27,14 +27,8 @@ on_both!(
 );
 
 async fn gql(app: &App, query: &str, variables: Value) -> Value {
-    let r = app
-        .client
-        .post(format!("{}/graphql", app.url))
-        .json(&json!({"query": query, "variables": variables}))
-        .send()
+    app.graphql(&json!({"query": query, "variables": variables}))
         .await
-        .unwrap();
-    r.json().await.unwrap()
 }
 
 fn slot() -> Value {

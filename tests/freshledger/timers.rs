@@ -85,9 +85,7 @@ async fn a_batch_is_warned_then_expired_and_written_off(backend: Backend) {
             "StockWrittenOff"
         ]
     );
-    let r: Value = app.client.post(format!("{}/graphql", app.url))
-        .json(&json!({"query": "query($p: Int) { spoilageLedger(minPosition: $p) { edges { node { quantity reason } } } }", "variables": {"p": n}}))
-        .send().await.unwrap().json().await.unwrap();
+    let r = app.graphql(&json!({"query": "query($p: Int) { spoilageLedger(minPosition: $p) { edges { node { quantity reason } } } }", "variables": {"p": n}})).await;
     assert_eq!(
         r["data"]["spoilageLedger"]["edges"][0]["node"],
         json!({"quantity": 70, "reason": "expired"}),

@@ -236,31 +236,30 @@ fn placing_rejects_bad_lines() {
         .then_expect_error(E::TooManyLines);
 }
 
+/// The card order of `place_cmd`, for `slot` at `warehouse`.
+fn place_at(slot: DeliverySlot, warehouse: WarehouseId) -> C {
+    let mut cmd = place_cmd(PaymentMethod::Card);
+    if let C::PlaceOrder {
+        delivery_slot,
+        warehouse_id,
+        ..
+    } = &mut cmd
+    {
+        *delivery_slot = slot;
+        *warehouse_id = warehouse;
+    }
+    cmd
+}
+
+fn berlin() -> WarehouseId {
+    "WH-BER-1".parse().unwrap()
+}
+
 #[test]
 fn placing_for_a_slot_that_has_started_is_refused() {
-    let C::PlaceOrder {
-        order_id,
-        customer_id,
-        warehouse_id,
-        lines,
-        delivery_address,
-        payment_method,
-        ..
-    } = place_cmd(PaymentMethod::Card)
-    else {
-        unreachable!()
-    };
     let past = DeliverySlot::new(now() - chrono::Duration::hours(1), now()).unwrap();
     fx().given_no_previous_events()
-        .when(C::PlaceOrder {
-            order_id,
-            customer_id,
-            warehouse_id,
-            lines,
-            delivery_slot: past,
-            delivery_address,
-            payment_method,
-        })
+        .when(place_at(past, berlin()))
         .then_expect_error(E::SlotInPast);
 }
 
@@ -631,27 +630,6 @@ fn a_line_is_cancelled_before_packing_and_refunded_when_paid() {
 
 #[test]
 fn placing_for_a_slot_beyond_the_horizon_or_an_unknown_warehouse_is_refused() {
-    let C::PlaceOrder {
-        order_id,
-        customer_id,
-        warehouse_id,
-        lines,
-        delivery_address,
-        payment_method,
-        ..
-    } = place_cmd(PaymentMethod::Card)
-    else {
-        unreachable!()
-    };
-    let place = |slot: DeliverySlot, warehouse_id: WarehouseId| C::PlaceOrder {
-        order_id,
-        customer_id,
-        warehouse_id,
-        lines: lines.clone(),
-        delivery_slot: slot,
-        delivery_address: delivery_address.clone(),
-        payment_method,
-    };
     // The horizon is 14 days: a slot starting on the last minute of it is
     // taken, one starting a minute later is not.
     let starting = |t: chrono::DateTime<chrono::Utc>| {
@@ -659,18 +637,18 @@ fn placing_for_a_slot_beyond_the_horizon_or_an_unknown_warehouse_is_refused() {
     };
     let edge = now() + chrono::Duration::days(14);
     fx().given_no_previous_events()
-        .when(place(
+        .when(place_at(
             starting(edge + chrono::Duration::minutes(1)),
-            warehouse_id.clone(),
+            berlin(),
         ))
         .then_expect_error(E::SlotTooFarAhead { days: 14 });
     let events = fx()
         .given_no_previous_events()
-        .when(place(starting(edge), warehouse_id))
+        .when(place_at(starting(edge), berlin()))
         .inspect_result();
     assert!(events.is_ok(), "{events:?}");
     let nowhere: WarehouseId = "WH-NOWHERE".parse().unwrap();
     fx().given_no_previous_events()
-        .when(place(slot(), nowhere.clone()))
+        .when(place_at(slot(), nowhere.clone()))
         .then_expect_error(E::UnknownWarehouse(nowhere));
 }
