@@ -13,9 +13,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use write_side::WriteSide;
 
-use crate::cli::{
-    self, Cli, Command, LimitArgs, ProjectionsCommand, RateArgs, SagaArgs, SagaSettings,
-};
+use crate::cli::{self, Cli, Command, ProjectionsCommand, SagaSettings};
 
 /// Why the binary stops with an error.
 #[derive(Debug, thiserror::Error)]
@@ -55,15 +53,11 @@ macro_rules! say {
 
 pub(crate) async fn run(cli: Cli) -> Result<(), AppError> {
     let file = cli::file_config(&cli.config).map_err(AppError::Config)?;
-    let default = Command::Serve {
-        listen: None,
-        demo_data: None,
-        expiry_warning_hours: None,
-        clock: None,
-        saga: SagaArgs::default(),
-        limits: LimitArgs::default(),
-        rate: RateArgs::default(),
-    };
+    // No subcommand is `serve`, with its settings from the environment.
+    let default = <Cli as clap::Parser>::try_parse_from(["freshledger", "serve"])
+        .map_err(|e| AppError::Config(e.to_string()))?
+        .command
+        .expect("serve was given");
     let command = cli.command.as_ref().unwrap_or(&default);
     let store = Store::connect(cli::store_config(&cli, &file))
         .await
@@ -107,6 +101,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), AppError> {
             saga,
             limits,
             rate,
+            identity,
         } => {
             let (limits, backdate_window) = cli::limits(limits, &file).map_err(AppError::Config)?;
             let manual = clock.as_deref() == Some("manual");
@@ -137,6 +132,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), AppError> {
                 rate_limit: cli::rate_limit(rate, &file)
                     .await
                     .map_err(AppError::Config)?,
+                identity: cli::identity_config(identity, &file).map_err(AppError::Config)?,
             };
             serve(&store, settings).await?;
         }
@@ -157,6 +153,7 @@ struct Serve {
     limits: write_side::Limits,
     backdate_window: chrono::Duration,
     rate_limit: Option<Arc<command_api::limit::RateLimit>>,
+    identity: identity::IdentityConfig,
 }
 
 async fn serve(store: &Store, settings: Serve) -> Result<(), AppError> {
@@ -165,6 +162,22 @@ async fn serve(store: &Store, settings: Serve) -> Result<(), AppError> {
         None => Arc::new(SystemClock),
     };
     let write = WriteSide::with_limits(store, clock, settings.limits);
+    let (identity, bootstrapped) = identity::Identity::start(store, settings.identity)
+        .await
+        .map_err(|e| AppError::Config(format!("identity: {e}")))?;
+    if let Some(admin) = bootstrapped {
+        match admin.generated_password {
+            // Shown once, on stdout only (never in the log).
+            Some(password) => println!(
+                "first start: created admin {} with the one-time password {password} (sign in and change it)",
+                admin.email
+            ),
+            None => println!(
+                "first start: created admin {} with the password from FRESHLEDGER_ADMIN_PASSWORD",
+                admin.email
+            ),
+        }
+    }
     if settings.demo_data {
         let loaded = command_api::demo::load(&write)
             .await
@@ -201,10 +214,11 @@ async fn serve(store: &Store, settings: Serve) -> Result<(), AppError> {
     println!("freshledger listening on http://{bound}");
     let app = command_api::edge(
         command_api::router(
-            AppState::new(write, settings.manual_clock)
+            AppState::new(write, identity.clone(), settings.manual_clock)
                 .with_backdate_window(settings.backdate_window),
         )
-        .merge(query_api::router(store)),
+        .merge(query_api::router(store, identity.clone())),
+        identity,
         settings.rate_limit,
     );
     // With each connection's peer address: rate limits are per client.

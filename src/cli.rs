@@ -24,8 +24,11 @@ pub(crate) struct Cli {
     /// reservation_hold_minutes, shelf_life_margin_hours, gateway_outcome,
     /// gateway_latency_ms, saga_shards, saga_concurrency,
     /// slot_horizon_days, backdate_window_hours, rate_limit_per_second,
-    /// rate_limit_burst, redis_url, redis_namespace, trusted_proxies (the
-    /// flags' names with underscores).
+    /// rate_limit_burst, redis_url, redis_namespace, trusted_proxies,
+    /// auth_rate_limit_per_minute, auth_rate_limit_burst,
+    /// access_token_ttl_minutes, mail_dir, admin_email, oidc_issuer,
+    /// oidc_audience, oidc_jwks_url, oidc_role_claim, oidc_roles,
+    /// oidc_warehouses_claim (the flags' names with underscores).
     #[arg(long, env = "FRESHLEDGER_CONFIG", global = true)]
     pub(crate) config: Option<PathBuf>,
 
@@ -73,6 +76,8 @@ pub(crate) enum Command {
         limits: LimitArgs,
         #[command(flatten)]
         rate: RateArgs,
+        #[command(flatten)]
+        identity: IdentityArgs,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -136,6 +141,14 @@ pub(crate) struct RateArgs {
     /// from anyone else the header is ignored [default: none].
     #[arg(long, env = "FRESHLEDGER_TRUSTED_PROXIES")]
     pub(crate) trusted_proxies: Option<String>,
+    /// Requests a minute each client address may make to the sign-in and
+    /// token routes (/api/v1/auth/…), steadily; 0 turns this limit off
+    /// [default: 20].
+    #[arg(long, env = "FRESHLEDGER_AUTH_RATE_LIMIT_PER_MINUTE")]
+    pub(crate) auth_rate_limit_per_minute: Option<u32>,
+    /// Requests at once above that steady rate [default: 10].
+    #[arg(long, env = "FRESHLEDGER_AUTH_RATE_LIMIT_BURST", value_parser = clap::value_parser!(u32).range(1..))]
+    pub(crate) auth_rate_limit_burst: Option<u32>,
 }
 
 /// The rate limiter the settings ask for (`None`: off).
@@ -143,17 +156,24 @@ pub(crate) async fn rate_limit(
     args: &RateArgs,
     file: &FileConfig,
 ) -> Result<Option<std::sync::Arc<command_api::limit::RateLimit>>, String> {
-    let quota = command_api::limit::Quota {
-        per_second: args
-            .rate_limit_per_second
+    let quota = command_api::limit::Quota::per_second(
+        args.rate_limit_per_second
             .or(file.rate_limit_per_second)
             .unwrap_or(100),
-        burst: args
-            .rate_limit_burst
+        args.rate_limit_burst
             .or(file.rate_limit_burst)
             .unwrap_or(200)
             .max(1),
-    };
+    );
+    let auth = command_api::limit::Quota::per_minute(
+        args.auth_rate_limit_per_minute
+            .or(file.auth_rate_limit_per_minute)
+            .unwrap_or(20),
+        args.auth_rate_limit_burst
+            .or(file.auth_rate_limit_burst)
+            .unwrap_or(10)
+            .max(1),
+    );
     let limit = match args.redis_url.clone().or(file.redis_url.clone()) {
         Some(url) => {
             let namespace = args
@@ -161,11 +181,11 @@ pub(crate) async fn rate_limit(
                 .clone()
                 .or(file.redis_namespace.clone())
                 .unwrap_or_else(|| "freshledger".into());
-            command_api::limit::RateLimit::shared(quota, &url, &namespace)
+            command_api::limit::RateLimit::shared(quota, auth, &url, &namespace)
                 .await
                 .map_err(|e| format!("redis_url {url}: {e}"))?
         }
-        None => command_api::limit::RateLimit::local(quota),
+        None => command_api::limit::RateLimit::local(quota, auth),
     };
     let proxies = args
         .trusted_proxies
@@ -212,6 +232,124 @@ pub(crate) struct SagaArgs {
     pub(crate) saga_concurrency: Option<u32>,
 }
 
+/// Sign-in: our own accounts and tokens, and an optional external OpenID
+/// Connect issuer. The first start creates an admin; its password comes
+/// from FRESHLEDGER_ADMIN_PASSWORD (environment only: never a flag or a
+/// file), or is generated and printed once.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct IdentityArgs {
+    /// Lifetime of an access token, in minutes [default: 15].
+    #[arg(long, env = "FRESHLEDGER_ACCESS_TOKEN_TTL_MINUTES", value_parser = clap::value_parser!(u32).range(1..=1440))]
+    pub(crate) access_token_ttl_minutes: Option<u32>,
+    /// Directory where messages to account holders (email verification,
+    /// password reset) are written, one .eml file each [default: data/mail].
+    #[arg(long, env = "FRESHLEDGER_MAIL_DIR")]
+    pub(crate) mail_dir: Option<PathBuf>,
+    /// Email of the admin the first start creates [default:
+    /// admin@freshledger.local].
+    #[arg(long, env = "FRESHLEDGER_ADMIN_EMAIL")]
+    pub(crate) admin_email: Option<String>,
+    /// Accept access tokens of this OpenID Connect issuer (its `iss`);
+    /// off when absent.
+    #[arg(long, env = "FRESHLEDGER_OIDC_ISSUER")]
+    pub(crate) oidc_issuer: Option<String>,
+    /// The `aud` its tokens must carry [default: freshledger-api].
+    #[arg(long, env = "FRESHLEDGER_OIDC_AUDIENCE")]
+    pub(crate) oidc_audience: Option<String>,
+    /// Its JWKS URL [default: the jwks_uri of
+    /// <issuer>/.well-known/openid-configuration].
+    #[arg(long, env = "FRESHLEDGER_OIDC_JWKS_URL")]
+    pub(crate) oidc_jwks_url: Option<String>,
+    /// The claim holding its roles, dot-separated into nested objects
+    /// (realm_access.roles for Keycloak) [default: roles].
+    #[arg(long, env = "FRESHLEDGER_OIDC_ROLE_CLAIM")]
+    pub(crate) oidc_role_claim: Option<String>,
+    /// Its roles mapped to ours, first match wins: theirs=ours,…
+    /// [default: admin=admin,seller=seller,delivery=delivery,customer=customer].
+    #[arg(long, env = "FRESHLEDGER_OIDC_ROLES")]
+    pub(crate) oidc_roles: Option<String>,
+    /// The claim listing a seller's warehouses [default: warehouses].
+    #[arg(long, env = "FRESHLEDGER_OIDC_WAREHOUSES_CLAIM")]
+    pub(crate) oidc_warehouses_claim: Option<String>,
+}
+
+/// Where messages to account holders go unless configured.
+pub(crate) const DEFAULT_MAIL_DIR: &str = "data/mail";
+
+/// Identity's settings.
+pub(crate) fn identity_config(
+    args: &IdentityArgs,
+    file: &FileConfig,
+) -> Result<identity::IdentityConfig, String> {
+    let mut config = identity::IdentityConfig::default();
+    if let Some(m) = args
+        .access_token_ttl_minutes
+        .or(file.access_token_ttl_minutes)
+    {
+        if !(1..=1440).contains(&m) {
+            return Err("access_token_ttl_minutes is 1 to 1440".into());
+        }
+        config.access_ttl = chrono::Duration::minutes(m.into());
+    }
+    config.mail_dir = Some(
+        args.mail_dir
+            .clone()
+            .or(file.mail_dir.clone())
+            .unwrap_or_else(|| DEFAULT_MAIL_DIR.into()),
+    );
+    if let Some(e) = args.admin_email.clone().or(file.admin_email.clone()) {
+        config.bootstrap_email = e;
+    }
+    config.bootstrap_password = std::env::var("FRESHLEDGER_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty());
+    if let Some(issuer) = args.oidc_issuer.clone().or(file.oidc_issuer.clone()) {
+        let roles_text = args
+            .oidc_roles
+            .clone()
+            .or(file.oidc_roles.clone())
+            .unwrap_or_else(|| {
+                "admin=admin,seller=seller,delivery=delivery,customer=customer".into()
+            });
+        let mut roles = Vec::new();
+        for pair in roles_text
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+        {
+            let (theirs, ours) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("oidc_roles: {pair:?} is not theirs=ours"))?;
+            let ours = identity::person_role(ours.trim()).ok_or_else(|| {
+                format!("oidc_roles: {ours:?} is not customer, seller, delivery or admin")
+            })?;
+            roles.push((theirs.trim().to_string(), ours));
+        }
+        config.oidc = Some(identity::OidcConfig {
+            issuer,
+            audience: args
+                .oidc_audience
+                .clone()
+                .or(file.oidc_audience.clone())
+                .unwrap_or_else(|| "freshledger-api".into()),
+            jwks_url: args.oidc_jwks_url.clone().or(file.oidc_jwks_url.clone()),
+            role_claim: args
+                .oidc_role_claim
+                .clone()
+                .or(file.oidc_role_claim.clone())
+                .unwrap_or_else(|| "roles".into()),
+            roles,
+            warehouses_claim: args
+                .oidc_warehouses_claim
+                .clone()
+                .or(file.oidc_warehouses_claim.clone())
+                .unwrap_or_else(|| "warehouses".into()),
+            refresh_cooldown: Duration::from_secs(10),
+        });
+    }
+    Ok(config)
+}
+
 /// The optional configuration file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -236,6 +374,17 @@ pub(crate) struct FileConfig {
     pub(crate) redis_url: Option<String>,
     pub(crate) redis_namespace: Option<String>,
     pub(crate) trusted_proxies: Option<String>,
+    pub(crate) auth_rate_limit_per_minute: Option<u32>,
+    pub(crate) auth_rate_limit_burst: Option<u32>,
+    pub(crate) access_token_ttl_minutes: Option<u32>,
+    pub(crate) mail_dir: Option<PathBuf>,
+    pub(crate) admin_email: Option<String>,
+    pub(crate) oidc_issuer: Option<String>,
+    pub(crate) oidc_audience: Option<String>,
+    pub(crate) oidc_jwks_url: Option<String>,
+    pub(crate) oidc_role_claim: Option<String>,
+    pub(crate) oidc_roles: Option<String>,
+    pub(crate) oidc_warehouses_claim: Option<String>,
 }
 
 pub(crate) fn file_config(path: &Option<PathBuf>) -> Result<FileConfig, String> {

@@ -81,6 +81,62 @@ struct Args {
 }
 
 const SKUS: usize = 20;
+const ADMIN_PASSWORD: &str = "bench-admin-password";
+
+/// Signs the first admin in with a second factor (enrolled on the way);
+/// `None` for a server from before identity (its login route is 404), so
+/// A/B runs against older builds still work.
+async fn admin_token(url: &str) -> Option<String> {
+    let http = reqwest::Client::new();
+    let post = |path: &str, token: Option<&str>, body: Value| {
+        let mut req = http.post(format!("{url}{path}")).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        req.send()
+    };
+    let login = post(
+        "/api/v1/auth/login",
+        None,
+        json!({"email": "admin@freshledger.local", "password": ADMIN_PASSWORD}),
+    )
+    .await
+    .expect("login");
+    if login.status() == reqwest::StatusCode::NOT_FOUND {
+        return None;
+    }
+    let login: Value = login.json().await.expect("login answer");
+    let first = login["access_token"]
+        .as_str()
+        .expect("signed in")
+        .to_string();
+    let enrolment: Value = post("/api/v1/auth/mfa/enrolment", Some(&first), json!({}))
+        .await
+        .expect("enrolment")
+        .json()
+        .await
+        .expect("enrolment answer");
+    let secret = totp_rs::Secret::Encoded(enrolment["secret"].as_str().expect("a secret").into())
+        .to_bytes()
+        .expect("base32");
+    let code = totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, secret, None, "b".into())
+        .expect("a TOTP")
+        .generate_current()
+        .expect("a code");
+    let enabled: Value = post(
+        "/api/v1/auth/mfa/confirmation",
+        Some(&first),
+        json!({"code": code}),
+    )
+    .await
+    .expect("confirmation")
+    .json()
+    .await
+    .expect("confirmation answer");
+    enabled["tokens"]["access_token"]
+        .as_str()
+        .map(str::to_string)
+}
 const BATCHES_PER_SKU: usize = 5;
 
 struct Server {
@@ -98,6 +154,12 @@ impl Server {
             .env("FRESHLEDGER_LOG", "warn")
             // The load is the point: no rate limit (older servers ignore it).
             .env("FRESHLEDGER_RATE_LIMIT_PER_SECOND", "0")
+            .env("FRESHLEDGER_AUTH_RATE_LIMIT_PER_MINUTE", "0")
+            .env("FRESHLEDGER_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env(
+                "FRESHLEDGER_MAIL_DIR",
+                std::env::temp_dir().join("freshledger-bench-mail"),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
@@ -558,9 +620,17 @@ async fn main() {
     };
     let db = testkit::TestDb::new(kind, "bench").await;
     let server = Server::start(&server_bin, &db.url, args.mode == Mode::Saga);
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = admin_token(&server.url).await {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().expect("a header value"),
+        );
+    }
     let client = Client {
         http: reqwest::Client::builder()
             .pool_max_idle_per_host(args.clients * 2)
+            .default_headers(headers)
             .build()
             .expect("HTTP client"),
         url: server.url.clone(),

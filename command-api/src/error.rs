@@ -66,7 +66,17 @@ impl IntoResponse for ApiError {
         if self.status.is_server_error() {
             tracing::error!(code = %self.body.code, message = %self.body.message, "request failed");
         }
-        (self.status, Json(self.body)).into_response()
+        let unauthorized = self.status == StatusCode::UNAUTHORIZED;
+        let mut resp = (self.status, Json(self.body)).into_response();
+        // Every 401 carries a challenge (RFC 9110); the edge's own 401s
+        // replace it with a more precise one.
+        if unauthorized {
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(r#"Bearer realm="freshledger""#),
+            );
+        }
+        resp
     }
 }
 

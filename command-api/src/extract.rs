@@ -4,7 +4,7 @@
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use chrono::{DateTime, Utc};
-use event_schemas::{Actor, ActorRole, EventMetadata};
+use event_schemas::{Actor, EventMetadata};
 use serde::de::DeserializeOwned;
 use uuid::Uuid;
 
@@ -129,6 +129,8 @@ pub struct RequestContext {
     pub correlation_id: Uuid,
     /// This request's own id: the causation id of the events it appends.
     pub command_id: Uuid,
+    /// The authenticated subject: the actor of every event it appends.
+    pub principal: identity::Principal,
     pub actor: Actor,
     pub occurred_at: DateTime<Utc>,
     /// The request's `Idempotency-Key` (checked by the idempotency
@@ -149,14 +151,6 @@ impl RequestContext {
             actor: self.actor.clone(),
             idempotency_key: self.idempotency_key.clone(),
         }
-    }
-}
-
-/// Who acts when a request names no one (until identity: the back-office).
-pub(crate) fn default_actor() -> Actor {
-    Actor {
-        role: ActorRole::Admin,
-        id: "back-office".into(),
     }
 }
 
@@ -190,12 +184,25 @@ impl FromRequestParts<AppState> for RequestContext {
                 .map(|c| c.0)
                 .unwrap_or_else(Uuid::now_v7),
         };
-        let actor = match header(parts, ACTOR)? {
-            Some(v) => v
-                .parse()
-                .map_err(|e| ApiError::bad_request("invalid_header", format!("{ACTOR}: {e}")))?,
-            None => default_actor(),
-        };
+        // The actor is who signed in, never what a header claims.
+        if header(parts, ACTOR)?.is_some() {
+            return Err(ApiError::bad_request(
+                "actor_header_not_accepted",
+                format!("{ACTOR} is not accepted: the actor is the subject of the access token"),
+            ));
+        }
+        let principal = parts
+            .extensions
+            .get::<identity::Principal>()
+            .cloned()
+            .ok_or_else(|| {
+                ApiError::new(
+                    axum::http::StatusCode::UNAUTHORIZED,
+                    "unauthenticated",
+                    "sign in first: send Authorization: Bearer <access token>",
+                )
+            })?;
+        let actor = principal.actor();
         let now = state.write.clock.now();
         let occurred_at = match header(parts, OCCURRED_AT)? {
             Some(v) => {
@@ -229,6 +236,7 @@ impl FromRequestParts<AppState> for RequestContext {
         Ok(RequestContext {
             correlation_id,
             command_id: Uuid::now_v7(),
+            principal,
             actor,
             occurred_at,
             idempotency_key: parts

@@ -19,6 +19,7 @@ use uuid::Uuid;
 use crate::dto::*;
 use crate::error::ApiError;
 use crate::extract::{ApiJson, ApiPath, RequestContext};
+use crate::owner;
 use crate::AppState;
 
 async fn run<A>(
@@ -59,6 +60,7 @@ pub async fn receive_batch(
     ctx: RequestContext,
     ApiJson(b): ApiJson<ReceiveBatch>,
 ) -> Result<Response, ApiError> {
+    owner::warehouse(&ctx, &b.warehouse_id)?;
     let id = b.batch_id.unwrap_or_default();
     let cmd = IC::ReceiveBatch {
         batch_id: id,
@@ -79,6 +81,7 @@ pub async fn reserve(
     ctx: RequestContext,
     ApiJson(b): ApiJson<Reserve>,
 ) -> Result<Response, ApiError> {
+    owner::batch(&s, &ctx, id).await?;
     let cmd = IC::ReserveStock {
         order_id: b.order_id,
         quantity: b.quantity,
@@ -92,6 +95,7 @@ pub async fn release(
     ctx: RequestContext,
     ApiJson(b): ApiJson<Release>,
 ) -> Result<Response, ApiError> {
+    owner::batch(&s, &ctx, id).await?;
     let cmd = IC::ReleaseReservation {
         order_id: b.order_id,
         reason: b.reason,
@@ -105,6 +109,7 @@ pub async fn pick(
     ctx: RequestContext,
     ApiJson(b): ApiJson<Pick>,
 ) -> Result<Response, ApiError> {
+    owner::batch(&s, &ctx, id).await?;
     let cmd = IC::PickStock {
         order_id: b.order_id,
         quantity: b.quantity,
@@ -118,6 +123,7 @@ pub async fn adjust(
     ctx: RequestContext,
     ApiJson(b): ApiJson<AdjustStock>,
 ) -> Result<Response, ApiError> {
+    owner::batch(&s, &ctx, id).await?;
     let cmd = IC::AdjustStock {
         counted_on_hand: b.counted_on_hand,
         note: b.note,
@@ -131,6 +137,7 @@ pub async fn write_off(
     ctx: RequestContext,
     ApiJson(b): ApiJson<WriteOff>,
 ) -> Result<Response, ApiError> {
+    owner::batch(&s, &ctx, id).await?;
     let cmd = IC::WriteOffStock {
         quantity: b.quantity,
         reason: b.reason,
@@ -145,6 +152,7 @@ pub async fn expiry_warning(
     ctx: RequestContext,
     ApiJson(_): ApiJson<Empty>,
 ) -> Result<Response, ApiError> {
+    owner::batch(&s, &ctx, id).await?;
     run(
         &s.write.batches,
         id.to_string(),
@@ -161,6 +169,7 @@ pub async fn expire(
     ctx: RequestContext,
     ApiJson(_): ApiJson<Empty>,
 ) -> Result<Response, ApiError> {
+    owner::batch(&s, &ctx, id).await?;
     run(
         &s.write.batches,
         id.to_string(),
@@ -178,6 +187,7 @@ pub async fn place_order(
     ctx: RequestContext,
     ApiJson(b): ApiJson<PlaceOrder>,
 ) -> Result<Response, ApiError> {
+    owner::customer(&ctx, &b.customer_id)?;
     let id = b.order_id.unwrap_or_default();
     let cmd = OC::PlaceOrder {
         order_id: id,
@@ -197,6 +207,7 @@ pub async fn confirm_allocation(
     ctx: RequestContext,
     ApiJson(b): ApiJson<ConfirmAllocation>,
 ) -> Result<Response, ApiError> {
+    owner::order(&s, &ctx, id).await?;
     let cmd = OC::ConfirmAllocation {
         allocations: b.allocations,
     };
@@ -209,6 +220,7 @@ pub async fn mark_paid(
     ctx: RequestContext,
     ApiJson(b): ApiJson<MarkPaid>,
 ) -> Result<Response, ApiError> {
+    owner::order(&s, &ctx, id).await?;
     let cmd = OC::MarkPaid {
         payment_id: b.payment_id,
         amount: b.amount,
@@ -222,6 +234,7 @@ pub async fn pack(
     ctx: RequestContext,
     ApiJson(b): ApiJson<Pack>,
 ) -> Result<Response, ApiError> {
+    owner::order(&s, &ctx, id).await?;
     let cmd = OC::PackOrder {
         lines: b.requests(),
     };
@@ -234,6 +247,7 @@ pub async fn ship(
     ctx: RequestContext,
     ApiJson(b): ApiJson<WithDelivery>,
 ) -> Result<Response, ApiError> {
+    owner::order(&s, &ctx, id).await?;
     let cmd = OC::ShipOrder {
         delivery_id: b.delivery_id,
     };
@@ -246,6 +260,7 @@ pub async fn deliver(
     ctx: RequestContext,
     ApiJson(b): ApiJson<WithDelivery>,
 ) -> Result<Response, ApiError> {
+    owner::order(&s, &ctx, id).await?;
     let cmd = OC::MarkDelivered {
         delivery_id: b.delivery_id,
     };
@@ -258,6 +273,7 @@ pub async fn cancel(
     ctx: RequestContext,
     ApiJson(b): ApiJson<CancelOrder>,
 ) -> Result<Response, ApiError> {
+    owner::order(&s, &ctx, id).await?;
     let cmd = OC::CancelOrder {
         reason: b.reason,
         note: b.note,
@@ -271,6 +287,7 @@ pub async fn cancel_line(
     ctx: RequestContext,
     ApiJson(b): ApiJson<CancelOrder>,
 ) -> Result<Response, ApiError> {
+    owner::order(&s, &ctx, id).await?;
     let cmd = OC::CancelLine {
         sku,
         reason: b.reason,
@@ -285,6 +302,7 @@ pub async fn request_refund(
     ctx: RequestContext,
     ApiJson(b): ApiJson<RequestRefund>,
 ) -> Result<Response, ApiError> {
+    owner::order(&s, &ctx, id).await?;
     let cmd = OC::RequestRefund {
         amount: b.amount,
         reason: b.reason,
@@ -299,6 +317,7 @@ pub async fn initiate_payment(
     ctx: RequestContext,
     ApiJson(b): ApiJson<InitiatePayment>,
 ) -> Result<Response, ApiError> {
+    owner::order(&s, &ctx, b.order_id).await?;
     let id = b.payment_id.unwrap_or_default();
     let cmd = PC::InitiatePayment {
         payment_id: id,
@@ -316,6 +335,7 @@ pub async fn gateway_event(
     ctx: RequestContext,
     ApiJson(b): ApiJson<GatewayEvent>,
 ) -> Result<Response, ApiError> {
+    owner::payment(&s, &ctx, id).await?;
     let cmd = match b {
         GatewayEvent::Authorized {
             amount,
@@ -343,6 +363,7 @@ pub async fn refund_payment(
     ctx: RequestContext,
     ApiJson(b): ApiJson<RefundPayment>,
 ) -> Result<Response, ApiError> {
+    owner::payment(&s, &ctx, id).await?;
     let cmd = PC::RefundPayment {
         amount: b.amount,
         gateway_reference: b.gateway_reference,
@@ -357,6 +378,7 @@ pub async fn collect_cash(
     ctx: RequestContext,
     ApiJson(b): ApiJson<CollectCash>,
 ) -> Result<Response, ApiError> {
+    owner::rider(&ctx, &b.rider_id)?;
     let cmd = PC::CollectCash {
         amount: b.amount,
         rider_id: b.rider_id,
@@ -371,6 +393,7 @@ pub async fn create_delivery(
     ctx: RequestContext,
     ApiJson(b): ApiJson<CreateDelivery>,
 ) -> Result<Response, ApiError> {
+    owner::order(&s, &ctx, b.order_id).await?;
     let id = b.delivery_id.unwrap_or_default();
     let cmd = DC::CreateDelivery {
         delivery_id: id,
@@ -388,6 +411,7 @@ pub async fn assign_rider(
     ctx: RequestContext,
     ApiJson(b): ApiJson<WithRider>,
 ) -> Result<Response, ApiError> {
+    owner::delivery(&s, &ctx, id).await?;
     let cmd = DC::AssignRider {
         rider_id: b.rider_id,
     };
@@ -400,6 +424,8 @@ pub async fn pick_up(
     ctx: RequestContext,
     ApiJson(b): ApiJson<WithRider>,
 ) -> Result<Response, ApiError> {
+    owner::delivery(&s, &ctx, id).await?;
+    owner::rider(&ctx, &b.rider_id)?;
     let cmd = DC::PickUp {
         rider_id: b.rider_id,
     };
@@ -412,6 +438,7 @@ pub async fn report_location(
     ctx: RequestContext,
     ApiJson(b): ApiJson<ReportLocation>,
 ) -> Result<Response, ApiError> {
+    owner::delivery(&s, &ctx, id).await?;
     let cmd = DC::ReportLocation {
         location: b.location,
     };
@@ -424,6 +451,7 @@ pub async fn complete_delivery(
     ctx: RequestContext,
     ApiJson(b): ApiJson<CompleteDelivery>,
 ) -> Result<Response, ApiError> {
+    owner::delivery(&s, &ctx, id).await?;
     let cmd = DC::CompleteDelivery { proof: b.proof };
     run(&s.write.deliveries, id.to_string(), cmd, &ctx, false).await
 }
@@ -434,6 +462,7 @@ pub async fn fail_attempt(
     ctx: RequestContext,
     ApiJson(b): ApiJson<FailAttempt>,
 ) -> Result<Response, ApiError> {
+    owner::delivery(&s, &ctx, id).await?;
     let cmd = DC::FailAttempt { reason: b.reason };
     run(&s.write.deliveries, id.to_string(), cmd, &ctx, false).await
 }

@@ -41,6 +41,13 @@ fn replay(status: u16, body: String) -> Response {
         .into_response();
     resp.headers_mut()
         .insert(REPLAYED, HeaderValue::from_static("true"));
+    // A replayed 401 (a sign-in that failed) carries its challenge too.
+    if resp.status() == StatusCode::UNAUTHORIZED {
+        resp.headers_mut().insert(
+            axum::http::header::WWW_AUTHENTICATE,
+            HeaderValue::from_static(r#"Bearer realm="freshledger""#),
+        );
+    }
     resp
 }
 
@@ -126,15 +133,14 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
     h.update(&bytes);
     // Who asks is part of the request: the same key from another subject
     // is a different request, never a replay of someone else's answer.
-    // (No header and the default actor's name are the same subject.)
+    // (Routes that write all require a subject; none is "anonymous".)
     h.update([0]);
-    let actor = parts
-        .headers
-        .get(crate::extract::ACTOR)
-        .filter(|v| !v.is_empty())
-        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
-        .unwrap_or_else(|| crate::extract::default_actor().to_string());
-    h.update(actor.as_bytes());
+    let subject = parts
+        .extensions
+        .get::<identity::Principal>()
+        .map(|p| p.actor().to_string())
+        .unwrap_or_else(|| "anonymous".into());
+    h.update(subject.as_bytes());
     let hash: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
 
     let success = parts

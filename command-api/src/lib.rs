@@ -3,7 +3,10 @@
 //! keys, correlation ids, and an OpenAPI 3.1 document generated from the
 //! same route table that builds the router.
 
+pub mod accounts;
+pub mod auth;
 pub mod demo;
+pub mod deprecation;
 pub mod dto;
 pub mod error;
 pub mod extract;
@@ -11,6 +14,7 @@ mod handlers;
 pub mod idempotency;
 pub mod limit;
 pub mod openapi;
+mod owner;
 
 use std::sync::Arc;
 
@@ -44,15 +48,22 @@ pub struct AppState {
     pub manual_clock: Option<Arc<FixedClock>>,
     /// How far back `X-Occurred-At` may date a command.
     pub backdate_window: chrono::Duration,
+    /// Accounts, sessions and tokens.
+    pub identity: identity::Identity,
 }
 
 /// How far back `X-Occurred-At` may date a command unless configured.
 pub const DEFAULT_BACKDATE_WINDOW_HOURS: u32 = 72;
 
 impl AppState {
-    pub fn new(write: WriteSide, manual_clock: Option<Arc<FixedClock>>) -> Self {
+    pub fn new(
+        write: WriteSide,
+        identity: identity::Identity,
+        manual_clock: Option<Arc<FixedClock>>,
+    ) -> Self {
         AppState {
             write,
+            identity,
             manual_clock,
             backdate_window: chrono::Duration::hours(DEFAULT_BACKDATE_WINDOW_HOURS.into()),
         }
@@ -67,7 +78,7 @@ impl AppState {
 /// Declares every route once: the router and the OpenAPI document are both
 /// built from this table, so neither can miss one.
 macro_rules! api {
-    ($( $method:ident $path:literal => $handler:path, body: $body:ty, resp: $resp:ty, errors: $errors:ty, codes: [$($status:literal $code:literal),*], ok: $ok:literal, tag: $tag:literal, $summary:literal; )*) => {
+    ($( $method:ident $path:literal => $handler:path, access: $access:expr, body: $body:ty, resp: $resp:ty, errors: $errors:ty, codes: [$($status:literal $code:literal),*], ok: $ok:literal, tag: $tag:literal, $summary:literal; )*) => {
         fn api_routes() -> Router<AppState> {
             Router::new() $( .route($path, $method($handler)) )*
         }
@@ -80,12 +91,21 @@ macro_rules! api {
             None
         }
 
+        /// Who may use a route.
+        pub fn access_of(method: &axum::http::Method, path: &str) -> Option<identity::Access> {
+            $( if method.as_str().eq_ignore_ascii_case(stringify!($method)) && path == $path {
+                return Some($access);
+            } )*
+            None
+        }
+
         /// Every route of the API, for the OpenAPI document.
         pub fn route_docs() -> Vec<openapi::RouteDoc> {
             vec![ $( openapi::RouteDoc {
                 method: stringify!($method),
                 path: $path,
                 summary: $summary,
+                access: $access,
                 tag: $tag,
                 ok: $ok,
                 body: openapi::body_schema::<$body>(),
@@ -111,49 +131,69 @@ use domain::{Product, Supplier, Warehouse};
 use dto::*;
 use event_schemas::RecordedEvent;
 use handlers as h;
+use identity::roles::*;
+use identity::IdentityError;
 
 api! {
-    post "/api/v1/batches" => h::receive_batch, body: ReceiveBatch, resp: CommandResponse, errors: InventoryError, codes: [], ok: 201, tag: "inventory", "Receive a batch of stock";
-    post "/api/v1/batches/{batch_id}/reservations" => h::reserve, body: Reserve, resp: CommandResponse, errors: InventoryError, codes: [], ok: 200, tag: "inventory", "Reserve stock for an order (idempotent per order)";
-    post "/api/v1/batches/{batch_id}/releases" => h::release, body: Release, resp: CommandResponse, errors: InventoryError, codes: [], ok: 200, tag: "inventory", "Release an order's reservation (idempotent)";
-    post "/api/v1/batches/{batch_id}/picks" => h::pick, body: Pick, resp: CommandResponse, errors: InventoryError, codes: [], ok: 200, tag: "inventory", "Pick reserved stock; any rest is released";
-    post "/api/v1/batches/{batch_id}/adjustments" => h::adjust, body: AdjustStock, resp: CommandResponse, errors: InventoryError, codes: [], ok: 200, tag: "inventory", "Record a stock count";
-    post "/api/v1/batches/{batch_id}/write-offs" => h::write_off, body: WriteOff, resp: CommandResponse, errors: InventoryError, codes: [], ok: 200, tag: "inventory", "Write stock off (spoiled, damaged, expired, quality)";
-    post "/api/v1/batches/{batch_id}/expiry-warning" => h::expiry_warning, body: Empty, resp: CommandResponse, errors: InventoryError, codes: [], ok: 200, tag: "inventory", "Raise the batch's expiry warning (idempotent)";
-    post "/api/v1/batches/{batch_id}/expiry" => h::expire, body: Empty, resp: CommandResponse, errors: InventoryError, codes: [], ok: 200, tag: "inventory", "Mark the batch expired (refused before its expiry)";
-    post "/api/v1/orders" => h::place_order, body: PlaceOrder, resp: CommandResponse, errors: OrderError, codes: [], ok: 201, tag: "orders", "Place an order, priced from the catalogue";
-    post "/api/v1/orders/{order_id}/allocation" => h::confirm_allocation, body: ConfirmAllocation, resp: CommandResponse, errors: OrderError, codes: [], ok: 200, tag: "orders", "Confirm the batches each line is reserved on";
-    post "/api/v1/orders/{order_id}/payment" => h::mark_paid, body: MarkPaid, resp: CommandResponse, errors: OrderError, codes: [], ok: 200, tag: "orders", "Mark a card order paid";
-    post "/api/v1/orders/{order_id}/pack" => h::pack, body: Pack, resp: CommandResponse, errors: OrderError, codes: [], ok: 200, tag: "orders", "Record what was packed (actual weights)";
-    post "/api/v1/orders/{order_id}/ship" => h::ship, body: WithDelivery, resp: CommandResponse, errors: OrderError, codes: [], ok: 200, tag: "orders", "Ship a packed order";
-    post "/api/v1/orders/{order_id}/deliver" => h::deliver, body: WithDelivery, resp: CommandResponse, errors: OrderError, codes: [], ok: 200, tag: "orders", "Mark a shipped order delivered";
-    post "/api/v1/orders/{order_id}/cancel" => h::cancel, body: CancelOrder, resp: CommandResponse, errors: OrderError, codes: [], ok: 200, tag: "orders", "Cancel an order before it ships";
-    post "/api/v1/orders/{order_id}/lines/{sku}/cancel" => h::cancel_line, body: CancelOrder, resp: CommandResponse, errors: OrderError, codes: [], ok: 200, tag: "orders", "Cancel one line before packing (never the last; a paid line is refunded)";
-    post "/api/v1/orders/{order_id}/refunds" => h::request_refund, body: RequestRefund, resp: CommandResponse, errors: OrderError, codes: [], ok: 200, tag: "orders", "Ask for a refund of what was paid";
-    post "/api/v1/payments" => h::initiate_payment, body: InitiatePayment, resp: CommandResponse, errors: PaymentError, codes: [], ok: 201, tag: "payments", "Start a payment for an order";
-    post "/api/v1/payments/{payment_id}/gateway-events" => h::gateway_event, body: GatewayEvent, resp: CommandResponse, errors: PaymentError, codes: [], ok: 200, tag: "payments", "Payment gateway callback: authorized, captured, failed or voided";
-    post "/api/v1/payments/{payment_id}/refunds" => h::refund_payment, body: RefundPayment, resp: CommandResponse, errors: PaymentError, codes: [], ok: 200, tag: "payments", "Refund captured or collected money";
-    post "/api/v1/payments/{payment_id}/cash-collections" => h::collect_cash, body: CollectCash, resp: CommandResponse, errors: PaymentError, codes: [], ok: 200, tag: "payments", "Record cash collected at the door";
-    post "/api/v1/deliveries" => h::create_delivery, body: CreateDelivery, resp: CommandResponse, errors: DeliveryError, codes: [], ok: 201, tag: "deliveries", "Create a delivery for a packed order";
-    post "/api/v1/deliveries/{delivery_id}/rider" => h::assign_rider, body: WithRider, resp: CommandResponse, errors: DeliveryError, codes: [], ok: 200, tag: "deliveries", "Assign (or reassign) a rider";
-    post "/api/v1/deliveries/{delivery_id}/pickup" => h::pick_up, body: WithRider, resp: CommandResponse, errors: DeliveryError, codes: [], ok: 200, tag: "deliveries", "The rider collected the parcel";
-    post "/api/v1/deliveries/{delivery_id}/locations" => h::report_location, body: ReportLocation, resp: CommandResponse, errors: DeliveryError, codes: [], ok: 200, tag: "deliveries", "Report the rider's position";
-    post "/api/v1/deliveries/{delivery_id}/complete" => h::complete_delivery, body: CompleteDelivery, resp: CommandResponse, errors: DeliveryError, codes: [], ok: 200, tag: "deliveries", "Hand-over with proof";
-    post "/api/v1/deliveries/{delivery_id}/failed-attempts" => h::fail_attempt, body: FailAttempt, resp: CommandResponse, errors: DeliveryError, codes: [], ok: 200, tag: "deliveries", "The hand-over failed";
-    put "/api/v1/products/{sku}" => h::put_product, body: ProductBody, resp: Product, errors: (), codes: [422 "invalid_product"], ok: 200, tag: "catalogue", "Create or replace a product";
-    put "/api/v1/warehouses/{warehouse_id}" => h::put_warehouse, body: WarehouseBody, resp: Warehouse, errors: (), codes: [422 "invalid_warehouse"], ok: 200, tag: "catalogue", "Register (or replace) a warehouse: address and storage zones";
-    get "/api/v1/warehouses" => h::list_warehouses, body: (), resp: Vec<Warehouse>, errors: (), codes: [], ok: 200, tag: "catalogue", "List the registered warehouses";
-    put "/api/v1/suppliers/{supplier_id}" => h::put_supplier, body: SupplierBody, resp: Supplier, errors: (), codes: [422 "invalid_supplier"], ok: 200, tag: "catalogue", "Register (or replace) a supplier";
-    get "/api/v1/suppliers" => h::list_suppliers, body: (), resp: Vec<Supplier>, errors: (), codes: [], ok: 200, tag: "catalogue", "List the registered suppliers";
-    get "/api/v1/products" => h::list_products, body: (), resp: Vec<Product>, errors: (), codes: [], ok: 200, tag: "catalogue", "List the catalogue";
-    get "/api/v1/log" => h::log_status, body: (), resp: LogStatus, errors: (), codes: [], ok: 200, tag: "audit", "Head position and size of the event log, and every subscriber's checkpoint";
-    get "/api/v1/events" => h::events, body: (), resp: Vec<RecordedEvent>, errors: (), codes: [422 "invalid_limit"], ok: 200, tag: "audit", "The global log, in position order (?after=&limit=)";
-    get "/api/v1/streams/{stream_type}/{stream_id}/events" => h::stream_events, body: (), resp: Vec<RecordedEvent>, errors: (), codes: [404 "unknown_stream_type", 404 "stream_not_found"], ok: 200, tag: "audit", "One stream's events";
-    get "/api/v1/correlations/{correlation_id}/events" => h::correlation_events, body: (), resp: Vec<RecordedEvent>, errors: (), codes: [], ok: 200, tag: "audit", "Every event of one business flow";
-    post "/api/v1/clock" => h::move_clock, body: ClockChange, resp: ClockNow, errors: (), codes: [404 "clock_not_controllable", 422 "clock_backwards"], ok: 200, tag: "operations", "Move the manual clock (only with serve --clock manual)";
-    get "/healthz" => h::healthz, body: (), resp: openapi::PlainText, errors: (), codes: [], ok: 200, tag: "operations", "The process is alive";
-    get "/readyz" => h::readyz, body: (), resp: Readiness, errors: (), codes: [503 "not_ready"], ok: 200, tag: "operations", "The process can serve: the database answered within 1 s (a stalled log is reported)";
-    get "/openapi.json" => h::openapi_json, body: (), resp: openapi::Document, errors: (), codes: [], ok: 200, tag: "operations", "This document";
+    post "/api/v1/batches" => h::receive_batch, access: STAFF, body: ReceiveBatch, resp: CommandResponse, errors: InventoryError, codes: [], ok: 201, tag: "inventory", "Receive a batch of stock";
+    post "/api/v1/batches/{batch_id}/reservations" => h::reserve, access: STAFF, body: Reserve, resp: CommandResponse, errors: InventoryError, codes: [], ok: 200, tag: "inventory", "Reserve stock for an order (idempotent per order)";
+    post "/api/v1/batches/{batch_id}/releases" => h::release, access: STAFF, body: Release, resp: CommandResponse, errors: InventoryError, codes: [], ok: 200, tag: "inventory", "Release an order's reservation (idempotent)";
+    post "/api/v1/batches/{batch_id}/picks" => h::pick, access: STAFF, body: Pick, resp: CommandResponse, errors: InventoryError, codes: [], ok: 200, tag: "inventory", "Pick reserved stock; any rest is released";
+    post "/api/v1/batches/{batch_id}/adjustments" => h::adjust, access: STAFF, body: AdjustStock, resp: CommandResponse, errors: InventoryError, codes: [], ok: 200, tag: "inventory", "Record a stock count";
+    post "/api/v1/batches/{batch_id}/write-offs" => h::write_off, access: STAFF, body: WriteOff, resp: CommandResponse, errors: InventoryError, codes: [], ok: 200, tag: "inventory", "Write stock off (spoiled, damaged, expired, quality)";
+    post "/api/v1/batches/{batch_id}/expiry-warning" => h::expiry_warning, access: STAFF, body: Empty, resp: CommandResponse, errors: InventoryError, codes: [], ok: 200, tag: "inventory", "Raise the batch's expiry warning (idempotent)";
+    post "/api/v1/batches/{batch_id}/expiry" => h::expire, access: STAFF, body: Empty, resp: CommandResponse, errors: InventoryError, codes: [], ok: 200, tag: "inventory", "Mark the batch expired (refused before its expiry)";
+    post "/api/v1/orders" => h::place_order, access: CUSTOMER, body: PlaceOrder, resp: CommandResponse, errors: OrderError, codes: [403 "email_unverified"], ok: 201, tag: "orders", "Place an order, priced from the catalogue";
+    post "/api/v1/orders/{order_id}/allocation" => h::confirm_allocation, access: STAFF, body: ConfirmAllocation, resp: CommandResponse, errors: OrderError, codes: [], ok: 200, tag: "orders", "Confirm the batches each line is reserved on";
+    post "/api/v1/orders/{order_id}/payment" => h::mark_paid, access: ADMIN, body: MarkPaid, resp: CommandResponse, errors: OrderError, codes: [], ok: 200, tag: "orders", "Mark a card order paid";
+    post "/api/v1/orders/{order_id}/pack" => h::pack, access: STAFF, body: Pack, resp: CommandResponse, errors: OrderError, codes: [], ok: 200, tag: "orders", "Record what was packed (actual weights)";
+    post "/api/v1/orders/{order_id}/ship" => h::ship, access: STAFF, body: WithDelivery, resp: CommandResponse, errors: OrderError, codes: [], ok: 200, tag: "orders", "Ship a packed order";
+    post "/api/v1/orders/{order_id}/deliver" => h::deliver, access: STAFF, body: WithDelivery, resp: CommandResponse, errors: OrderError, codes: [], ok: 200, tag: "orders", "Mark a shipped order delivered";
+    post "/api/v1/orders/{order_id}/cancel" => h::cancel, access: CUSTOMER_STAFF, body: CancelOrder, resp: CommandResponse, errors: OrderError, codes: [], ok: 200, tag: "orders", "Cancel an order before it ships";
+    post "/api/v1/orders/{order_id}/lines/{sku}/cancel" => h::cancel_line, access: CUSTOMER_STAFF, body: CancelOrder, resp: CommandResponse, errors: OrderError, codes: [], ok: 200, tag: "orders", "Cancel one line before packing (never the last; a paid line is refunded)";
+    post "/api/v1/orders/{order_id}/refunds" => h::request_refund, access: CUSTOMER, body: RequestRefund, resp: CommandResponse, errors: OrderError, codes: [], ok: 200, tag: "orders", "Ask for a refund of what was paid";
+    post "/api/v1/payments" => h::initiate_payment, access: CUSTOMER, body: InitiatePayment, resp: CommandResponse, errors: PaymentError, codes: [], ok: 201, tag: "payments", "Start a payment for an order";
+    post "/api/v1/payments/{payment_id}/gateway-events" => h::gateway_event, access: ADMIN, body: GatewayEvent, resp: CommandResponse, errors: PaymentError, codes: [], ok: 200, tag: "payments", "Payment gateway callback: authorized, captured, failed or voided";
+    post "/api/v1/payments/{payment_id}/refunds" => h::refund_payment, access: ADMIN, body: RefundPayment, resp: CommandResponse, errors: PaymentError, codes: [], ok: 200, tag: "payments", "Refund captured or collected money";
+    post "/api/v1/payments/{payment_id}/cash-collections" => h::collect_cash, access: RIDER, body: CollectCash, resp: CommandResponse, errors: PaymentError, codes: [], ok: 200, tag: "payments", "Record cash collected at the door";
+    post "/api/v1/deliveries" => h::create_delivery, access: STAFF, body: CreateDelivery, resp: CommandResponse, errors: DeliveryError, codes: [], ok: 201, tag: "deliveries", "Create a delivery for a packed order";
+    post "/api/v1/deliveries/{delivery_id}/rider" => h::assign_rider, access: STAFF, body: WithRider, resp: CommandResponse, errors: DeliveryError, codes: [], ok: 200, tag: "deliveries", "Assign (or reassign) a rider";
+    post "/api/v1/deliveries/{delivery_id}/pickup" => h::pick_up, access: RIDER, body: WithRider, resp: CommandResponse, errors: DeliveryError, codes: [], ok: 200, tag: "deliveries", "The rider collected the parcel";
+    post "/api/v1/deliveries/{delivery_id}/locations" => h::report_location, access: RIDER, body: ReportLocation, resp: CommandResponse, errors: DeliveryError, codes: [], ok: 200, tag: "deliveries", "Report the rider's position";
+    post "/api/v1/deliveries/{delivery_id}/complete" => h::complete_delivery, access: RIDER, body: CompleteDelivery, resp: CommandResponse, errors: DeliveryError, codes: [], ok: 200, tag: "deliveries", "Hand-over with proof";
+    post "/api/v1/deliveries/{delivery_id}/failed-attempts" => h::fail_attempt, access: RIDER, body: FailAttempt, resp: CommandResponse, errors: DeliveryError, codes: [], ok: 200, tag: "deliveries", "The hand-over failed";
+    put "/api/v1/products/{sku}" => h::put_product, access: ADMIN, body: ProductBody, resp: Product, errors: (), codes: [422 "invalid_product"], ok: 200, tag: "catalogue", "Create or replace a product";
+    put "/api/v1/warehouses/{warehouse_id}" => h::put_warehouse, access: ADMIN, body: WarehouseBody, resp: Warehouse, errors: (), codes: [422 "invalid_warehouse"], ok: 200, tag: "catalogue", "Register (or replace) a warehouse: address and storage zones";
+    get "/api/v1/warehouses" => h::list_warehouses, access: STAFF, body: (), resp: Vec<Warehouse>, errors: (), codes: [], ok: 200, tag: "catalogue", "List the registered warehouses";
+    put "/api/v1/suppliers/{supplier_id}" => h::put_supplier, access: ADMIN, body: SupplierBody, resp: Supplier, errors: (), codes: [422 "invalid_supplier"], ok: 200, tag: "catalogue", "Register (or replace) a supplier";
+    get "/api/v1/suppliers" => h::list_suppliers, access: STAFF, body: (), resp: Vec<Supplier>, errors: (), codes: [], ok: 200, tag: "catalogue", "List the registered suppliers";
+    get "/api/v1/products" => h::list_products, access: PUBLIC, body: (), resp: Vec<Product>, errors: (), codes: [], ok: 200, tag: "catalogue", "List the catalogue";
+    get "/api/v1/log" => h::log_status, access: ADMIN, body: (), resp: LogStatus, errors: (), codes: [], ok: 200, tag: "audit", "Head position and size of the event log, and every subscriber's checkpoint";
+    get "/api/v1/events" => h::events, access: ADMIN, body: (), resp: Vec<RecordedEvent>, errors: (), codes: [422 "invalid_limit"], ok: 200, tag: "audit", "The global log, in position order (?after=&limit=)";
+    get "/api/v1/streams/{stream_type}/{stream_id}/events" => h::stream_events, access: ADMIN, body: (), resp: Vec<RecordedEvent>, errors: (), codes: [404 "unknown_stream_type", 404 "stream_not_found"], ok: 200, tag: "audit", "One stream's events";
+    get "/api/v1/correlations/{correlation_id}/events" => h::correlation_events, access: ADMIN, body: (), resp: Vec<RecordedEvent>, errors: (), codes: [], ok: 200, tag: "audit", "Every event of one business flow";
+    post "/api/v1/clock" => h::move_clock, access: ADMIN, body: ClockChange, resp: ClockNow, errors: (), codes: [404 "clock_not_controllable", 422 "clock_backwards"], ok: 200, tag: "operations", "Move the manual clock (only with serve --clock manual)";
+    post "/api/v1/auth/sign-up" => accounts::sign_up, access: PUBLIC, body: identity::SignUp, resp: identity::AccountView, errors: IdentityError, codes: [], ok: 201, tag: "identity", "A customer signs up (a verification message goes to the address)";
+    post "/api/v1/auth/login" => accounts::login, access: PUBLIC, body: accounts::Login, resp: identity::LoginOutcome, errors: IdentityError, codes: [], ok: 200, tag: "identity", "Sign in with email and password: tokens, or an MFA challenge";
+    post "/api/v1/auth/mfa/verification" => accounts::verify_mfa, access: PUBLIC, body: accounts::MfaVerification, resp: identity::Tokens, errors: IdentityError, codes: [], ok: 200, tag: "identity", "Finish a sign-in with a TOTP or recovery code";
+    post "/api/v1/auth/refresh" => accounts::refresh, access: PUBLIC, body: accounts::Refresh, resp: identity::Tokens, errors: IdentityError, codes: [], ok: 200, tag: "identity", "Trade a refresh token for new tokens (each refresh token works once)";
+    post "/api/v1/auth/logout" => accounts::logout, access: SIGNED, body: (), resp: accounts::Done, errors: (), codes: [], ok: 200, tag: "identity", "Sign out: the session's tokens stop working";
+    get "/api/v1/auth/me" => accounts::me, access: SIGNED, body: (), resp: identity::AccountView, errors: IdentityError, codes: [], ok: 200, tag: "identity", "The signed-in account";
+    post "/api/v1/auth/email-verification" => accounts::verify_email, access: PUBLIC, body: accounts::TokenBody, resp: identity::AccountView, errors: IdentityError, codes: [], ok: 200, tag: "identity", "Confirm an email address with the token its message carried";
+    post "/api/v1/auth/password-reset" => accounts::request_reset, access: PUBLIC, body: accounts::ResetRequest, resp: accounts::Done, errors: (), codes: [422 "invalid_email"], ok: 202, tag: "identity", "Ask for a password reset message (the answer is the same whether the account exists or not)";
+    post "/api/v1/auth/password-reset/confirmation" => accounts::confirm_reset, access: PUBLIC, body: accounts::ResetConfirmation, resp: accounts::Done, errors: IdentityError, codes: [], ok: 200, tag: "identity", "Set a new password with a reset token (every session ends)";
+    post "/api/v1/auth/password" => accounts::change_password, access: SIGNED, body: accounts::PasswordChange, resp: identity::Tokens, errors: IdentityError, codes: [], ok: 200, tag: "identity", "Change your password (every other session ends)";
+    post "/api/v1/auth/mfa/enrolment" => accounts::enrol_mfa, access: SIGNED, body: Empty, resp: identity::MfaEnrolment, errors: IdentityError, codes: [], ok: 200, tag: "identity", "Staff: start enrolling a TOTP authenticator";
+    post "/api/v1/auth/mfa/confirmation" => accounts::confirm_mfa, access: SIGNED, body: accounts::MfaConfirmation, resp: identity::MfaEnabled, errors: IdentityError, codes: [], ok: 200, tag: "identity", "Staff: confirm the authenticator with a code; recovery codes and an MFA session come back";
+    post "/api/v1/accounts" => accounts::create_account, access: ADMIN, body: identity::NewAccount, resp: identity::AccountView, errors: IdentityError, codes: [422 "unknown_warehouse"], ok: 201, tag: "identity", "Create an account of any role (staff accounts)";
+    get "/api/v1/accounts" => accounts::list_accounts, access: ADMIN, body: (), resp: Vec<identity::AccountView>, errors: (), codes: [], ok: 200, tag: "identity", "Every account";
+    post "/api/v1/accounts/{account_id}/disable" => accounts::disable_account, access: ADMIN, body: Empty, resp: identity::AccountView, errors: IdentityError, codes: [], ok: 200, tag: "identity", "Disable an account: its sessions end at once";
+    post "/api/v1/accounts/{account_id}/enable" => accounts::enable_account, access: ADMIN, body: Empty, resp: identity::AccountView, errors: IdentityError, codes: [], ok: 200, tag: "identity", "Enable a disabled account again (and lift a lockout)";
+    post "/api/v1/auth/keys/rotation" => accounts::rotate_keys, access: ADMIN, body: Empty, resp: accounts::Rotated, errors: (), codes: [], ok: 200, tag: "identity", "Sign access tokens with a new key; the old one stays published until its tokens expire";
+    get "/.well-known/jwks.json" => accounts::jwks, access: PUBLIC, body: (), resp: accounts::Jwks, errors: (), codes: [], ok: 200, tag: "identity", "The public keys that sign access tokens (JWKS)";
+    get "/healthz" => h::healthz, access: PUBLIC, body: (), resp: openapi::PlainText, errors: (), codes: [], ok: 200, tag: "operations", "The process is alive";
+    get "/readyz" => h::readyz, access: PUBLIC, body: (), resp: Readiness, errors: (), codes: [503 "not_ready"], ok: 200, tag: "operations", "The process can serve: the database answered within 1 s (a stalled log is reported)";
+    get "/openapi.json" => h::openapi_json, access: PUBLIC, body: (), resp: openapi::Document, errors: (), codes: [], ok: 200, tag: "operations", "This document";
 }
 
 /// The whole command API (wrap the server's app in [`edge`]).
@@ -174,6 +214,10 @@ pub fn router(state: AppState) -> Router {
             state.clone(),
             idempotency::middleware,
         ))
+        .layer(axum::middleware::from_fn(auth::authorize))
+        .layer(axum::middleware::from_fn(|req, next| {
+            deprecation::middleware(deprecation::DEPRECATED, req, next)
+        }))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -184,15 +228,22 @@ pub fn router(state: AppState) -> Router {
 /// any (serve the app with `into_make_service_with_connect_info` so it
 /// knows each client's address). Apply it to the whole app, after merging:
 /// a router merged after `layer` is not wrapped by it.
-pub fn edge(app: Router, limit: Option<Arc<limit::RateLimit>>) -> Router {
+pub fn edge(
+    app: Router,
+    identity: identity::Identity,
+    limit: Option<Arc<limit::RateLimit>>,
+) -> Router {
     let app = match limit {
         Some(limit) => app.layer(axum::middleware::from_fn(move |req, next| {
             limit::middleware(limit.clone(), req, next)
         })),
         None => app,
     };
-    app.layer(axum::middleware::from_fn(correlation))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+    app.layer(axum::middleware::from_fn(move |req, next| {
+        auth::authenticate(identity.clone(), req, next)
+    }))
+    .layer(axum::middleware::from_fn(correlation))
+    .layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
 /// Settles the request's correlation id (the client's, or a new one) and

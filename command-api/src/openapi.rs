@@ -6,6 +6,8 @@
 //! The document is checked against the running server by schemathesis in
 //! the test command.
 
+use event_schemas::ActorRole;
+use identity::{Access, AuthError};
 use std::any::TypeId;
 
 use domain::DomainError;
@@ -25,6 +27,8 @@ pub struct RouteDoc {
     pub method: &'static str,
     pub path: &'static str,
     pub summary: &'static str,
+    /// Who may use it.
+    pub access: identity::Access,
     pub tag: &'static str,
     pub ok: u16,
     /// The JSON body's schema with its definitions, if the route takes one.
@@ -121,6 +125,12 @@ domain_codes!(
     domain::delivery::DeliveryError
 );
 
+impl Codes for identity::IdentityError {
+    fn codes() -> Vec<(u16, &'static str)> {
+        identity::IdentityError::CODES.to_vec()
+    }
+}
+
 pub fn domain_codes<E: Codes>() -> Vec<(u16, &'static str)> {
     E::codes()
 }
@@ -190,6 +200,20 @@ fn path_schema(name: &str) -> Value {
 /// kind can answer whatever its command.
 fn edge_codes(r: &RouteDoc) -> Vec<(u16, &'static str)> {
     let mut codes = vec![(503, "unavailable")];
+    match r.access {
+        Access::Public => {}
+        Access::Signed => codes.extend_from_slice(AuthError::CODES),
+        Access::Roles(roles) => {
+            codes.extend_from_slice(AuthError::CODES);
+            codes.push((403, "forbidden_role"));
+            if roles.contains(&ActorRole::Admin) {
+                codes.push((403, "mfa_required"));
+            }
+            if is_owned(r) {
+                codes.push((403, "not_owner"));
+            }
+        }
+    }
     if r.path != "/healthz" && r.path != "/readyz" {
         codes.push((429, "rate_limited"));
     }
@@ -214,6 +238,7 @@ fn edge_codes(r: &RouteDoc) -> Vec<(u16, &'static str)> {
         if is_command(r) {
             codes.extend([
                 (400, "invalid_header"),
+                (400, "actor_header_not_accepted"),
                 (409, "concurrent_modification"),
                 (422, "occurred_in_future"),
                 (422, "occurred_too_long_ago"),
@@ -221,6 +246,12 @@ fn edge_codes(r: &RouteDoc) -> Vec<(u16, &'static str)> {
         }
     }
     codes
+}
+
+/// A route whose handler checks ownership from the body (a customer's
+/// own id, a seller's warehouse, a rider's own id).
+fn is_owned(r: &RouteDoc) -> bool {
+    is_command(r) && r.access != Access::Roles(&[ActorRole::Admin])
 }
 
 /// A command of an aggregate: it reads the request context (correlation,
@@ -232,6 +263,9 @@ fn is_command(r: &RouteDoc) -> bool {
 fn status_description(status: u16) -> &'static str {
     match status {
         400 => "Malformed JSON, id, header or query",
+        401 => "Not signed in, or the token is missing, expired, revoked or invalid (see WWW-Authenticate)",
+        403 => "Signed in, but your role (or ownership, or a missing second factor) does not allow it",
+        423 => "The account is locked after repeated failed sign-ins; retry later",
         404 => "Unknown resource",
         409 => "Illegal in the current state, or a concurrent change",
         413 => "Body too large (64 KiB at most)",
@@ -308,8 +342,11 @@ pub fn document() -> Value {
                 serde_json::json!({"type": "integer", "minimum": 1, "maximum": 1000}),
             ));
         }
+        let roles = r.access.names();
         let mut op = serde_json::json!({
             "summary": r.summary,
+            "description": format!("Who may: {}.", roles.join(", ")),
+            "x-roles": roles,
             "tags": [r.tag],
             "operationId": format!(
                 "{}_{}",
@@ -341,14 +378,6 @@ pub fn document() -> Value {
                     "UUID of the business flow; generated when absent and echoed",
                     serde_json::json!({"type": "string", "format": "uuid",
                         "pattern": "^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"}),
-                ),
-                param(
-                    "X-Actor",
-                    ParameterIn::Header,
-                    false,
-                    "Who acts, as role:id (customer, seller, admin, delivery, system)",
-                    serde_json::json!({"type": "string",
-                        "pattern": "^(customer|seller|admin|delivery|system):[A-Za-z0-9._@-]{1,128}$"}),
                 ),
                 param(
                     "X-Occurred-At",
@@ -392,6 +421,13 @@ pub fn document() -> Value {
                     "properties": {"code": {"enum": codes}},
                 }}},
             });
+            if status == 401 {
+                response["headers"] = serde_json::json!({"WWW-Authenticate": {
+                    "description": "The Bearer challenge (RFC 6750)",
+                    "required": true,
+                    "schema": {"type": "string"},
+                }});
+            }
             if status == 429 {
                 response["headers"] = serde_json::json!({"Retry-After": {
                     "description": "Seconds to wait before the next request",
@@ -402,6 +438,23 @@ pub fn document() -> Value {
             responses.insert(status.to_string(), response);
         }
         op["responses"] = Value::Object(responses);
+        if let Some(d) = crate::deprecation::DEPRECATED
+            .iter()
+            .find(|d| d.method == r.method && d.path == r.path)
+        {
+            op["deprecated"] = Value::Bool(true);
+            op["description"] = Value::String(format!(
+                "{} Deprecated since {}; gone on {}; use {}.",
+                op["description"].as_str().unwrap_or_default(),
+                d.since,
+                d.sunset,
+                d.successor
+            ));
+        }
+        op["security"] = match r.access {
+            Access::Public => serde_json::json!([]),
+            _ => serde_json::json!([{"bearer": []}]),
+        };
         let item = paths
             .entry(r.path.to_string())
             .or_insert_with(|| serde_json::json!({}));
@@ -419,7 +472,15 @@ pub fn document() -> Value {
                 expected is refused (422). No id may be the nil UUID.",
         },
         "paths": paths,
-        "components": {"schemas": components},
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "bearerFormat": "JWT",
+                "description": "An access token from POST /api/v1/auth/login (EdDSA, keys at /.well-known/jwks.json), or from the configured OpenID Connect issuer",
+            }},
+        },
     });
     tighten(&mut doc);
     doc

@@ -286,3 +286,61 @@ fn every_answer_and_error_code_is_declared() {
         }
     }
 }
+
+/// The versioning policy on the wire: the deprecation headers, on a router
+/// with a table of its own (no route of the API is deprecated today).
+mod deprecation {
+    use axum::extract::Request;
+    use axum::response::Response;
+    use axum::routing::get;
+    use command_api::deprecation::{middleware, Deprecated};
+    use tower::ServiceExt;
+
+    static TABLE: &[Deprecated] = &[
+        Deprecated {
+            method: "get",
+            path: "/old",
+            since: "2026-01-01T00:00:00Z",
+            sunset: "2999-07-01T00:00:00Z",
+            successor: "/api/v2/new",
+        },
+        Deprecated {
+            method: "get",
+            path: "/retired",
+            since: "2025-01-01T00:00:00Z",
+            sunset: "2025-07-01T00:00:00Z",
+            successor: "/api/v2/new",
+        },
+    ];
+
+    async fn call(path: &str) -> Response {
+        let app = axum::Router::new()
+            .route("/old", get(|| async { "old" }))
+            .route("/retired", get(|| async { "retired" }))
+            .route("/current", get(|| async { "current" }))
+            .layer(axum::middleware::from_fn(|req, next| {
+                middleware(TABLE, req, next)
+            }));
+        app.oneshot(Request::get(path).body(axum::body::Body::empty()).unwrap())
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_deprecated_route_says_so_and_a_retired_one_is_gone() {
+        let r = call("/old").await;
+        assert_eq!(r.status(), 200);
+        assert_eq!(r.headers()["deprecation"], "@1767225600");
+        assert_eq!(r.headers()["sunset"], "Mon, 01 Jul 2999 00:00:00 GMT");
+        assert_eq!(
+            r.headers()["link"],
+            "</api/v2/new>; rel=\"successor-version\""
+        );
+        let r = call("/retired").await;
+        assert_eq!(r.status(), 410);
+        assert!(r.headers().contains_key("sunset"));
+        let r = call("/current").await;
+        assert_eq!(r.status(), 200);
+        assert!(!r.headers().contains_key("deprecation"));
+    }
+}

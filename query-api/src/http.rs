@@ -23,13 +23,16 @@ use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, BatchResponse, Request, Response, ServerError, Variables};
 use axum::body::{to_bytes, Body, Bytes};
 use axum::extract::{Query, State};
-use axum::http::header::{ACCEPT, ALLOW, CONTENT_TYPE};
+use axum::http::header::{ACCEPT, ALLOW, CONTENT_TYPE, WWW_AUTHENTICATE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response as HttpResponse};
+use axum::Extension;
+use identity::Caller;
 use serde_json::{json, Map, Value};
 
 use std::sync::Arc;
 
+use crate::access::Viewer;
 use crate::schema::Consistency;
 use crate::FreshledgerSchema;
 
@@ -225,7 +228,12 @@ fn is_mutation(req: &mut Request) -> bool {
         .is_some_and(|op| op.node.ty == OperationType::Mutation)
 }
 
-async fn execute(schema: &FreshledgerSchema, answer: Answer, batch: BatchRequest) -> HttpResponse {
+async fn execute(
+    schema: &FreshledgerSchema,
+    answer: Answer,
+    batch: BatchRequest,
+    viewer: Viewer,
+) -> HttpResponse {
     // Each document parsed here, once (a GET's already was): the schema
     // executes the parsed document, the answer's keys are put back in its
     // selection order, and a document that did not parse is told apart
@@ -252,10 +260,10 @@ async fn execute(schema: &FreshledgerSchema, answer: Answer, batch: BatchRequest
     // One read-your-writes wait for the whole HTTP request.
     let consistency = Arc::new(Consistency::new());
     let batch = match batch {
-        BatchRequest::Single(r) => BatchRequest::Single(r.data(consistency)),
+        BatchRequest::Single(r) => BatchRequest::Single(r.data(consistency).data(viewer)),
         BatchRequest::Batch(rs) => BatchRequest::Batch(
             rs.into_iter()
-                .map(|r| r.data(consistency.clone()))
+                .map(|r| r.data(consistency.clone()).data(viewer.clone()))
                 .collect(),
         ),
     };
@@ -271,6 +279,10 @@ async fn execute(schema: &FreshledgerSchema, answer: Answer, batch: BatchRequest
                 // No data entry: the request never executed.
                 let body = serde_json::to_string(&json!({ "errors": resp.errors }));
                 (StatusCode::BAD_REQUEST, body)
+            } else if signed_out(&resp) {
+                // A field needed a subject and none signed in: the
+                // request as a whole is unauthenticated.
+                (StatusCode::UNAUTHORIZED, serde_json::to_string(&resp))
             } else {
                 (StatusCode::OK, serde_json::to_string(&resp))
             };
@@ -279,7 +291,14 @@ async fn execute(schema: &FreshledgerSchema, answer: Answer, batch: BatchRequest
                                    "extensions": {"code": "INTERNAL"}}]})
                 .to_string()
             });
-            with_type(answer, status, body)
+            let mut resp = with_type(answer, status, body);
+            if status == StatusCode::UNAUTHORIZED {
+                resp.headers_mut().insert(
+                    WWW_AUTHENTICATE,
+                    HeaderValue::from_static(r#"Bearer realm="freshledger""#),
+                );
+            }
+            resp
         }
         BatchResponse::Batch(items) => {
             let items: Vec<Response> = items
@@ -293,14 +312,47 @@ async fn execute(schema: &FreshledgerSchema, answer: Answer, batch: BatchRequest
     }
 }
 
+/// Did a field refuse for want of a subject?
+fn signed_out(resp: &Response) -> bool {
+    resp.errors.iter().any(|e| {
+        e.extensions
+            .as_ref()
+            .and_then(|x| x.get("code"))
+            .is_some_and(|c| *c == async_graphql::Value::from("UNAUTHENTICATED"))
+    })
+}
+
+/// The subject of the request; a token that did not pass refuses the
+/// whole request (401 and the Bearer challenge).
+fn viewer(answer: Answer, caller: Option<Extension<Caller>>) -> Result<Viewer, Box<HttpResponse>> {
+    match caller.map(|Extension(c)| c.0) {
+        None => Ok(Viewer(None)),
+        Some(Ok(p)) => Ok(Viewer(p)),
+        Some(Err(e)) => {
+            let code = e.code().to_ascii_uppercase();
+            let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNAUTHORIZED);
+            let mut resp = refuse(answer, status, &code, &e.to_string());
+            if let Ok(v) = HeaderValue::from_str(&e.challenge()) {
+                resp.headers_mut().insert(WWW_AUTHENTICATE, v);
+            }
+            Err(Box::new(resp))
+        }
+    }
+}
+
 /// `POST /graphql`.
 pub(crate) async fn post(
-    State(schema): State<FreshledgerSchema>,
+    State((schema, _)): State<(FreshledgerSchema, identity::Identity)>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     body: Body,
 ) -> HttpResponse {
     let Some(answer) = negotiate(&headers) else {
         return not_acceptable();
+    };
+    let viewer = match viewer(answer, caller) {
+        Ok(v) => v,
+        Err(resp) => return *resp,
     };
     let json_body = headers
         .get(CONTENT_TYPE)
@@ -327,14 +379,15 @@ pub(crate) async fn post(
         }
     };
     match batch_of(&bytes) {
-        Ok(batch) => execute(&schema, answer, batch).await,
+        Ok(batch) => execute(&schema, answer, batch, viewer).await,
         Err(m) => refuse(answer, StatusCode::BAD_REQUEST, "BAD_REQUEST", &m),
     }
 }
 
 /// `GET /graphql`: a query in the URL, or GraphiQL for a browser.
 pub(crate) async fn get(
-    State(schema): State<FreshledgerSchema>,
+    State((schema, _)): State<(FreshledgerSchema, identity::Identity)>,
+    caller: Option<Extension<Caller>>,
     headers: HeaderMap,
     Query(params): Query<Vec<(String, String)>>,
 ) -> HttpResponse {
@@ -343,6 +396,10 @@ pub(crate) async fn get(
     }
     let Some(answer) = negotiate(&headers) else {
         return not_acceptable();
+    };
+    let viewer = match viewer(answer, caller) {
+        Ok(v) => v,
+        Err(resp) => return *resp,
     };
     let mut map = Map::new();
     for (k, v) in params {
@@ -379,5 +436,5 @@ pub(crate) async fn get(
             .insert(ALLOW, HeaderValue::from_static("POST"));
         return resp;
     }
-    execute(&schema, answer, BatchRequest::Single(req)).await
+    execute(&schema, answer, BatchRequest::Single(req), viewer).await
 }

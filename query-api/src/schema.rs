@@ -4,13 +4,13 @@ use std::time::Duration;
 
 use async_graphql::connection::{Connection, Edge, EmptyFields};
 use async_graphql::{
-    Context, EmptyMutation, Error, ErrorExtensions, Object, Result, Schema, SimpleObject,
-    Subscription,
+    Context, EmptyMutation, Error, Object, Result, Schema, SimpleObject, Subscription,
 };
 use futures_util::Stream;
 use projections::models as read;
 use store::Store;
 
+use crate::access::{access, guard, roles_of, signed, warehouse_scope};
 use crate::model::*;
 use crate::{MAX_COMPLEXITY, MAX_DEPTH, MAX_PAGE, READ_YOUR_WRITES_TIMEOUT};
 
@@ -31,9 +31,17 @@ pub fn build_schema(store: Store) -> FreshledgerSchema {
         .finish()
 }
 
-/// An error with a stable `extensions.code`.
-fn coded(code: &'static str, message: impl Into<String>) -> Error {
-    Error::new(message.into()).extend_with(|_, e| e.set("code", code))
+use crate::access::coded;
+
+/// May `who` read this order? Its customer, its warehouse's sellers,
+/// admins. (Riders read deliveries, not orders.)
+fn sees_order(who: &identity::Principal, row: &read::OrderRow) -> bool {
+    match who.role {
+        event_schemas::ActorRole::Admin => true,
+        event_schemas::ActorRole::Customer => row.customer_id.as_uuid() == who.subject,
+        event_schemas::ActorRole::Seller => who.works_at(row.warehouse_id.as_str()),
+        _ => false,
+    }
 }
 
 fn internal(e: store::StoreError) -> Error {
@@ -274,6 +282,7 @@ impl Query {
     /// The catalogue with live availability per warehouse. Only batches not
     /// expired, and with at least `minShelfLifeDays` left, count.
     #[allow(clippy::too_many_arguments)]
+    #[graphql(directive = access::apply(roles_of("products")))]
     async fn products(
         &self,
         ctx: &Context<'_>,
@@ -284,6 +293,7 @@ impl Query {
         after: Option<String>,
         min_position: Option<i64>,
     ) -> Result<Connection<String, Product, EmptyFields, EmptyFields>> {
+        guard(ctx, "products")?;
         consistent(ctx, min_position).await?;
         let size = page_size(first)?;
         let after = decode_cursor(after)?.unwrap_or_default();
@@ -325,7 +335,9 @@ impl Query {
     }
 
     /// Every registered warehouse, in id order.
+    #[graphql(directive = access::apply(roles_of("warehouses")))]
     async fn warehouses(&self, ctx: &Context<'_>) -> Result<Vec<Warehouse>> {
+        signed(ctx, "warehouses")?;
         let all: Vec<domain::Warehouse> = store(ctx)
             .warehouses("", usize::MAX)
             .await
@@ -334,7 +346,9 @@ impl Query {
     }
 
     /// Every registered supplier, in id order.
+    #[graphql(directive = access::apply(roles_of("suppliers")))]
     async fn suppliers(&self, ctx: &Context<'_>) -> Result<Vec<Supplier>> {
+        signed(ctx, "suppliers")?;
         let all: Vec<domain::Supplier> = store(ctx)
             .suppliers("", usize::MAX)
             .await
@@ -342,21 +356,26 @@ impl Query {
         Ok(all.into_iter().map(Supplier::from).collect())
     }
 
-    /// One order.
+    /// One order (a customer's own, a seller's warehouse's; else null).
+    #[graphql(directive = access::apply(roles_of("order")))]
     async fn order(
         &self,
         ctx: &Context<'_>,
         id: String,
         min_position: Option<i64>,
     ) -> Result<Option<Order>> {
+        let who = signed(ctx, "order")?;
         consistent(ctx, min_position).await?;
         Ok(read::order(store(ctx), &id)
             .await
             .map_err(internal)?
+            .filter(|row| sees_order(who, row))
             .map(|row| Order { row }))
     }
 
-    /// A customer's orders, newest first (Relay connection).
+    /// A customer's orders, newest first (Relay connection); a customer
+    /// reads only their own.
+    #[graphql(directive = access::apply(roles_of("customerOrders")))]
     async fn customer_orders(
         &self,
         ctx: &Context<'_>,
@@ -365,6 +384,10 @@ impl Query {
         after: Option<String>,
         min_position: Option<i64>,
     ) -> Result<Connection<String, Order, EmptyFields, EmptyFields>> {
+        let who = signed(ctx, "customerOrders")?;
+        if !who.is_admin() && customer_id != who.subject.to_string() {
+            return Err(coded("FORBIDDEN", "you read your own orders only"));
+        }
         consistent(ctx, min_position).await?;
         let size = page_size(first)?;
         let after = decode_cursor(after)?;
@@ -384,7 +407,9 @@ impl Query {
         }))
     }
 
-    /// Delivery tracking, by delivery or by order.
+    /// Delivery tracking, by delivery or by order: for its rider, the
+    /// order's customer and its warehouse's sellers (else null).
+    #[graphql(directive = access::apply(roles_of("delivery")))]
     async fn delivery(
         &self,
         ctx: &Context<'_>,
@@ -392,6 +417,7 @@ impl Query {
         order_id: Option<String>,
         min_position: Option<i64>,
     ) -> Result<Option<Delivery>> {
+        let who = signed(ctx, "delivery")?;
         consistent(ctx, min_position).await?;
         let found = match (id, order_id) {
             (Some(id), None) => read::delivery(store(ctx), &id).await,
@@ -403,10 +429,24 @@ impl Query {
                 ))
             }
         };
-        Ok(found.map_err(internal)?.map(Delivery::from))
+        let Some(row) = found.map_err(internal)? else {
+            return Ok(None);
+        };
+        let visible = match who.role {
+            event_schemas::ActorRole::Admin => true,
+            event_schemas::ActorRole::Delivery => {
+                row.rider_id.is_some_and(|r| r.as_uuid() == who.subject)
+            }
+            _ => read::order(store(ctx), &row.order_id.to_string())
+                .await
+                .map_err(internal)?
+                .is_some_and(|o| sees_order(who, &o)),
+        };
+        Ok(visible.then(|| Delivery::from(row)))
     }
 
     /// Back-office: batches expiring within `withinHours`, soonest first.
+    #[graphql(directive = access::apply(roles_of("expiringBatches")))]
     async fn expiring_batches(
         &self,
         ctx: &Context<'_>,
@@ -416,6 +456,7 @@ impl Query {
         after: Option<String>,
         min_position: Option<i64>,
     ) -> Result<Connection<String, Batch, EmptyFields, EmptyFields>> {
+        let warehouse_id = warehouse_scope(signed(ctx, "expiringBatches")?, warehouse_id)?;
         consistent(ctx, min_position).await?;
         let size = page_size(first)?;
         // A year ahead is more than any produce keeps; beyond it the
@@ -441,6 +482,7 @@ impl Query {
     }
 
     /// Back-office: write-offs with reason, quantity and cost, newest first.
+    #[graphql(directive = access::apply(roles_of("spoilageLedger")))]
     async fn spoilage_ledger(
         &self,
         ctx: &Context<'_>,
@@ -449,6 +491,7 @@ impl Query {
         after: Option<String>,
         min_position: Option<i64>,
     ) -> Result<Connection<String, SpoilageEntry, EmptyFields, EmptyFields>> {
+        let warehouse_id = warehouse_scope(signed(ctx, "spoilageLedger")?, warehouse_id)?;
         consistent(ctx, min_position).await?;
         let size = page_size(first)?;
         let before: i64 = match decode_cursor(after)? {
@@ -467,6 +510,7 @@ impl Query {
     }
 
     /// Back-office: stock of every SKU in one warehouse, batches in FEFO order.
+    #[graphql(directive = access::apply(roles_of("stockByWarehouse")))]
     async fn stock_by_warehouse(
         &self,
         ctx: &Context<'_>,
@@ -474,6 +518,10 @@ impl Query {
         sku: Option<String>,
         min_position: Option<i64>,
     ) -> Result<Vec<StockLevel>> {
+        let who = signed(ctx, "stockByWarehouse")?;
+        if !who.works_at(&warehouse_id) {
+            return Err(coded("FORBIDDEN", "not one of your warehouses"));
+        }
         consistent(ctx, min_position).await?;
         let found = read::batches_in_warehouse(store(ctx), &warehouse_id, sku.as_deref())
             .await
@@ -502,14 +550,24 @@ impl Query {
         Ok(out)
     }
 
-    /// Payments of one order.
+    /// Payments of one order (a customer's own; else none).
+    #[graphql(directive = access::apply(roles_of("payments")))]
     async fn payments(
         &self,
         ctx: &Context<'_>,
         order_id: String,
         min_position: Option<i64>,
     ) -> Result<Vec<Payment>> {
+        let who = signed(ctx, "payments")?;
         consistent(ctx, min_position).await?;
+        if !who.is_admin()
+            && !read::order(store(ctx), &order_id)
+                .await
+                .map_err(internal)?
+                .is_some_and(|o| sees_order(who, &o))
+        {
+            return Ok(Vec::new());
+        }
         Ok(read::payments_of_order(store(ctx), &order_id)
             .await
             .map_err(internal)?
@@ -534,18 +592,40 @@ pub struct SubscriptionRoot;
 #[Subscription]
 impl SubscriptionRoot {
     /// Every change of one order's timeline from now on (or after
-    /// `afterPosition`), each once, in order.
+    /// `afterPosition`), each once, in order (for those who may read the
+    /// order).
+    #[graphql(directive = access::apply(roles_of("orderStatus")))]
     async fn order_status(
         &self,
         ctx: &Context<'_>,
         order_id: String,
         after_position: Option<i64>,
-    ) -> impl Stream<Item = OrderStatusChange> {
+    ) -> Result<impl Stream<Item = OrderStatusChange>> {
+        let who = signed(ctx, "orderStatus")?.clone();
         let store = ctx.data_unchecked::<Store>().clone();
+        // Whether the subject may read the order is known once the order
+        // is (it may be placed a moment after the subscription): until
+        // then nothing is sent; someone else's order ends the stream.
+        let mut allowed = who.is_admin().then_some(true);
         let mut last = after_position.unwrap_or(0);
-        async_stream::stream! {
+        Ok(async_stream::stream! {
             let mut wake = store.wakeups();
             loop {
+                if allowed.is_none() {
+                    if let Ok(Some(o)) = read::order(&store, &order_id).await {
+                        allowed = Some(sees_order(&who, &o));
+                    }
+                }
+                if allowed == Some(false) {
+                    break;
+                }
+                if allowed.is_none() {
+                    tokio::select! {
+                        _ = wake.changed() => { tokio::time::sleep(Duration::from_millis(5)).await; }
+                        _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    }
+                    continue;
+                }
                 let found = read::timeline(&store, &order_id, last.max(0) as u64)
                     .await
                     .unwrap_or_default();
@@ -567,6 +647,6 @@ impl SubscriptionRoot {
                     _ = tokio::time::sleep(Duration::from_millis(200)) => {}
                 }
             }
-        }
+        })
     }
 }

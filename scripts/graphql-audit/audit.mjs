@@ -1,14 +1,15 @@
 // Outside checks of Freshledger's GraphQL endpoint (test-only):
-//   node audit.mjs http://127.0.0.1:PORT [ORDER_ID]
+//   node audit.mjs http://127.0.0.1:PORT [ORDER_ID ACCESS_TOKEN]
 // 1. graphql-http's auditServer, the reference implementation of the
 //    GraphQL-over-HTTP specification: every error and warning fails.
 // 2. with ORDER_ID: the graphql-ws client subscribes to that order's
-//    status from the start and must receive its first change.
+//    status from the start (signed in with ACCESS_TOKEN in the
+//    connection_init payload) and must receive its first change.
 import { auditServer } from 'graphql-http';
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 
-const [base, orderId] = process.argv.slice(2);
+const [base, orderId, token] = process.argv.slice(2);
 if (!base) {
   console.error('usage: node audit.mjs http://HOST:PORT [ORDER_ID]');
   process.exit(2);
@@ -23,7 +24,12 @@ console.log(`graphql-http audit: ${count.ok} ok, ${count.error} errors, ${count.
 let failed = count.error + count.warn > 0;
 
 if (orderId) {
-  const client = createClient({ url: `${base.replace(/^http/, 'ws')}/graphql/ws`, webSocketImpl: WebSocket, retryAttempts: 0 });
+  const client = createClient({
+    url: `${base.replace(/^http/, 'ws')}/graphql/ws`,
+    webSocketImpl: WebSocket,
+    retryAttempts: 0,
+    connectionParams: token ? { Authorization: `Bearer ${token}` } : undefined,
+  });
   try {
     const first = await new Promise((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error('no change within 10 s')), 10_000);

@@ -170,6 +170,25 @@ fn sqlite_row(row: &sqlx::sqlite::SqliteRow) -> JsonRow {
     m
 }
 
+/// A row read back into its typed form; a row that does not fit is an
+/// error naming the table (and the row's first column), never a silent
+/// default.
+pub fn typed<T: serde::de::DeserializeOwned>(
+    table: &'static str,
+    row: JsonRow,
+) -> Result<T, StoreError> {
+    let key = row
+        .values()
+        .next()
+        .map(|v| v.to_string())
+        .unwrap_or_default();
+    serde_json::from_value(Value::Object(row)).map_err(|e| StoreError::CorruptRow {
+        table,
+        key,
+        reason: e.to_string(),
+    })
+}
+
 /// Reads rows (read models are read outside subscriptions).
 pub async fn fetch(store: &Store, sql: &str, args: &[Arg]) -> Result<Vec<JsonRow>, StoreError> {
     Ok(match store.backend() {

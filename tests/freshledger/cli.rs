@@ -55,7 +55,7 @@ fn help_explains_every_setting() {
 /// with every one of them is accepted (unknown keys are refused).
 #[test]
 fn help_lists_every_config_file_key() {
-    const KEYS: [(&str, &str); 20] = [
+    const KEYS: [(&str, &str); 31] = [
         ("database_url", "\"sqlite://data/x.db\""),
         ("listen", "\"127.0.0.1:0\""),
         ("snapshot_every", "100"),
@@ -76,6 +76,17 @@ fn help_lists_every_config_file_key() {
         ("redis_url", "\"redis://127.0.0.1:6379/\""),
         ("redis_namespace", "\"freshledger\""),
         ("trusted_proxies", "\"10.0.0.0/8, 127.0.0.1\""),
+        ("auth_rate_limit_per_minute", "20"),
+        ("auth_rate_limit_burst", "10"),
+        ("access_token_ttl_minutes", "15"),
+        ("mail_dir", "\"data/mail\""),
+        ("admin_email", "\"admin@example.com\""),
+        ("oidc_issuer", "\"https://sso.example.com\""),
+        ("oidc_audience", "\"freshledger-api\""),
+        ("oidc_jwks_url", "\"https://sso.example.com/jwks\""),
+        ("oidc_role_claim", "\"realm_access.roles\""),
+        ("oidc_roles", "\"a=admin\""),
+        ("oidc_warehouses_claim", "\"warehouses\""),
     ];
     let serve = help(&["serve", "--help"]).replace(['\n', ' '], "");
     for (key, _) in KEYS {

@@ -13,7 +13,12 @@ use testkit::TestDb;
 
 pub struct App {
     pub url: String,
+    /// Sends the admin's access token with every request.
     pub client: Client,
+    /// The admin's access token (signed in with a second factor).
+    pub admin_token: String,
+    /// The admin's TOTP secret.
+    pub admin_totp: String,
     /// Every line the server wrote to stderr (also echoed to ours).
     logs: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     child: Option<Child>,
@@ -25,11 +30,15 @@ pub async fn spawn(backend: Backend) -> App {
     spawn_with(backend, &[]).await
 }
 
-pub async fn spawn_with(backend: Backend, extra: &[&str]) -> App {
+/// A server whose first admin has not signed in yet (`client` sends no
+/// token).
+pub async fn spawn_signed_out(backend: Backend, extra: &[&str]) -> App {
     let db = TestDb::new(backend, "app").await;
     let mut app = App {
         url: String::new(),
         client: Client::new(),
+        admin_token: String::new(),
+        admin_totp: String::new(),
         logs: Default::default(),
         child: None,
         database_url: db.url.clone(),
@@ -37,6 +46,47 @@ pub async fn spawn_with(backend: Backend, extra: &[&str]) -> App {
     };
     app.start(extra);
     app
+}
+
+pub async fn spawn_with(backend: Backend, extra: &[&str]) -> App {
+    let mut app = spawn_signed_out(backend, extra).await;
+    app.sign_in_admin().await;
+    app
+}
+
+/// A signed-in account of a test.
+pub struct Person {
+    pub id: String,
+    pub email: String,
+    pub token: String,
+    pub refresh_token: String,
+    /// Sends `token` with every request.
+    pub client: Client,
+}
+
+/// The password of the admin every test server starts with.
+pub const ADMIN_PASSWORD: &str = "test-admin-password-1";
+pub const ADMIN_EMAIL: &str = "admin@freshledger.local";
+
+/// The current code of a TOTP secret (as an authenticator app shows it).
+pub fn totp_code(secret: &str) -> String {
+    let bytes = totp_rs::Secret::Encoded(secret.to_string())
+        .to_bytes()
+        .unwrap();
+    totp_rs::TOTP::new(totp_rs::Algorithm::SHA1, 6, 1, 30, bytes, None, "t".into())
+        .unwrap()
+        .generate_current()
+        .unwrap()
+}
+
+/// A client that sends `token` as its bearer token.
+pub fn client_with(token: &str) -> Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().unwrap(),
+    );
+    Client::builder().default_headers(headers).build().unwrap()
 }
 
 impl App {
@@ -59,9 +109,12 @@ impl App {
             .args(saga)
             .args(extra)
             .env("FRESHLEDGER_LOG", "warn")
+            .env("FRESHLEDGER_ADMIN_PASSWORD", ADMIN_PASSWORD)
+            .env("FRESHLEDGER_MAIL_DIR", self.mail_dir())
             // Tests fire requests far faster than any client should; the
             // rate-limit tests set their own limits with flags.
             .env("FRESHLEDGER_RATE_LIMIT_PER_SECOND", "0")
+            .env("FRESHLEDGER_AUTH_RATE_LIMIT_PER_MINUTE", "0")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -86,6 +139,102 @@ impl App {
         };
         self.url = url;
         self.child = Some(child);
+    }
+
+    /// Where this server writes messages to account holders.
+    pub fn mail_dir(&self) -> std::path::PathBuf {
+        std::env::temp_dir().join(format!(
+            "freshledger-mail-{}",
+            self.database_url
+                .bytes()
+                .fold(0u64, |h, b| h.wrapping_mul(31).wrapping_add(b.into()))
+        ))
+    }
+
+    /// Signs in as the first admin, enrolling TOTP on the way: every
+    /// request of `client` then carries an admin's token.
+    pub async fn sign_in_admin(&mut self) {
+        let anonymous = Client::new();
+        let login = expect(
+            anonymous
+                .post(format!("{}/api/v1/auth/login", self.url))
+                .json(&serde_json::json!({"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}))
+                .send()
+                .await
+                .unwrap(),
+            200,
+        )
+        .await;
+        assert_eq!(
+            login["status"], "signed_in",
+            "a new admin has no second factor yet"
+        );
+        let first = client_with(login["access_token"].as_str().unwrap());
+        let enrolment = expect(
+            first
+                .post(format!("{}/api/v1/auth/mfa/enrolment", self.url))
+                .json(&serde_json::json!({}))
+                .send()
+                .await
+                .unwrap(),
+            200,
+        )
+        .await;
+        let secret = enrolment["secret"].as_str().unwrap().to_string();
+        let enabled = expect(
+            first
+                .post(format!("{}/api/v1/auth/mfa/confirmation", self.url))
+                .json(&serde_json::json!({"code": totp_code(&secret)}))
+                .send()
+                .await
+                .unwrap(),
+            200,
+        )
+        .await;
+        self.admin_totp = secret;
+        self.admin_token = enabled["tokens"]["access_token"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        self.client = client_with(&self.admin_token);
+    }
+
+    /// A new account of `role` (created by the admin, so its email is
+    /// verified), signed in: a seller works for `warehouses`.
+    pub async fn person(&self, role: &str, warehouses: &[&str]) -> Person {
+        let email = format!("{role}-{}@example.com", uuid::Uuid::now_v7().simple());
+        let password = "person-password-1";
+        let account = expect(
+            self.post(
+                "/api/v1/accounts",
+                serde_json::json!({"email": email, "password": password,
+                    "display_name": format!("A {role}"), "role": role, "warehouses": warehouses}),
+            )
+            .await,
+            201,
+        )
+        .await;
+        let login = expect(
+            Client::new()
+                .post(format!("{}/api/v1/auth/login", self.url))
+                .json(&serde_json::json!({"email": email, "password": password}))
+                .send()
+                .await
+                .unwrap(),
+            200,
+        )
+        .await;
+        let token = login["access_token"]
+            .as_str()
+            .unwrap_or_else(|| panic!("signed in without MFA: {login}"))
+            .to_string();
+        Person {
+            id: account["account_id"].as_str().unwrap().to_string(),
+            email,
+            client: client_with(&token),
+            token,
+            refresh_token: login["refresh_token"].as_str().unwrap().to_string(),
+        }
     }
 
     /// The server's stderr lines so far that contain every one of `words`.

@@ -277,7 +277,9 @@ async fn the_order_status_subscription_delivers_each_change_once_in_order(backen
     );
     let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     ws.send(Message::text(
-        json!({"type": "connection_init"}).to_string(),
+        json!({"type": "connection_init",
+               "payload": {"Authorization": format!("Bearer {}", app.admin_token)}})
+        .to_string(),
     ))
     .await
     .unwrap();
@@ -399,6 +401,7 @@ async fn graphql_over_http_passes_the_reference_audit() {
         .arg("audit.mjs")
         .arg(&app.url)
         .arg(placed["stream_id"].as_str().unwrap())
+        .arg(&app.admin_token)
         .current_dir(&dir)
         .output()
         .await
@@ -529,10 +532,11 @@ async fn min_position_waits_once_per_request() {
     let query = format!("{{ {} }}", fields.join(" "));
     let query_text = query.clone();
     let attack = tokio::spawn({
-        let url = app.url.clone();
+        let (url, token) = (app.url.clone(), app.admin_token.clone());
         async move {
             reqwest::Client::new()
                 .post(format!("{url}/graphql"))
+                .bearer_auth(&token)
                 .header("x-correlation-id", "0192f3a4-0000-7000-8000-0000000000aa")
                 .timeout(std::time::Duration::from_secs(60))
                 .json(&json!({"query": query}))
@@ -569,10 +573,11 @@ async fn min_position_waits_once_per_request() {
     let logged = app.log_lines_with(&[]).len();
     let batch: Vec<Value> = (0..10).map(|_| json!({"query": &query_text})).collect();
     let attack = tokio::spawn({
-        let url = app.url.clone();
+        let (url, token) = (app.url.clone(), app.admin_token.clone());
         async move {
             reqwest::Client::new()
                 .post(format!("{url}/graphql"))
+                .bearer_auth(&token)
                 .timeout(std::time::Duration::from_secs(60))
                 .json(&batch)
                 .send()

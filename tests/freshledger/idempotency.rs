@@ -26,9 +26,15 @@ fn order_body(amount: u64) -> Value {
     })
 }
 
-async fn send(url: &str, body: &Value, key: &str) -> reqwest::Result<reqwest::Response> {
+async fn send(
+    url: &str,
+    token: &str,
+    body: &Value,
+    key: &str,
+) -> reqwest::Result<reqwest::Response> {
     reqwest::Client::new()
         .post(format!("{url}/api/v1/orders"))
+        .bearer_auth(token)
         .header("Idempotency-Key", key)
         .timeout(Duration::from_secs(30))
         .json(body)
@@ -86,11 +92,11 @@ async fn start(backend: Backend) -> App {
 /// gone, once after its command committed and once before.
 async fn a_claim_its_process_left_is_recovered(backend: Backend) {
     let app = start(backend).await;
-    let url = app.url.clone();
+    let (url, token) = (app.url.clone(), app.admin_token.clone());
     let body = order_body(500);
 
     // Committed, then the process died before recording its answer.
-    let first = send(&url, &body, "crash-after").await.unwrap();
+    let first = send(&url, &token, &body, "crash-after").await.unwrap();
     assert_eq!(first.status(), 201);
     let first: Value = first.json().await.unwrap();
     sql(
@@ -99,14 +105,14 @@ async fn a_claim_its_process_left_is_recovered(backend: Backend) {
          owner = 'freshledger/00000000-dead-4000-8000-000000000000' WHERE key = 'crash-after'",
     )
     .await;
-    let again = send(&url, &body, "crash-after").await.unwrap();
+    let again = send(&url, &token, &body, "crash-after").await.unwrap();
     assert_eq!(again.status(), 201, "the original outcome");
     assert_eq!(again.headers()["idempotent-replayed"], "true");
     let again: Value = again.json().await.unwrap();
     assert_eq!(again, first, "same stream, version and position");
 
     // Claimed, then the process died before its command committed.
-    let probe = send(&url, &body, "probe").await.unwrap();
+    let probe = send(&url, &token, &body, "probe").await.unwrap();
     assert_eq!(probe.status(), 201);
     let hash = sql(
         &app.database_url,
@@ -122,11 +128,11 @@ async fn a_claim_its_process_left_is_recovered(backend: Backend) {
         ),
     )
     .await;
-    let now = send(&url, &body, "crash-before").await.unwrap();
+    let now = send(&url, &token, &body, "crash-before").await.unwrap();
     assert_eq!(now.status(), 201, "run now");
     assert!(now.headers().get("idempotent-replayed").is_none());
     let now: Value = now.json().await.unwrap();
-    let replayed = send(&url, &body, "crash-before").await.unwrap();
+    let replayed = send(&url, &token, &body, "crash-before").await.unwrap();
     assert_eq!(replayed.headers()["idempotent-replayed"], "true");
     assert_eq!(replayed.json::<Value>().await.unwrap(), now);
 
@@ -163,8 +169,8 @@ async fn kill_9_during_a_blocked_append_is_recovered_postgres() {
         .await
         .unwrap();
     let blocked = tokio::spawn({
-        let (url, body) = (app.url.clone(), body.clone());
-        async move { send(&url, &body, "repro-1").await }
+        let (url, token, body) = (app.url.clone(), app.admin_token.clone(), body.clone());
+        async move { send(&url, &token, &body, "repro-1").await }
     });
     // Until the server's append waits on the lock, its key claimed.
     let mut waiting = false;
@@ -187,13 +193,17 @@ async fn kill_9_during_a_blocked_append_is_recovered_postgres() {
     app.restart_with(&["--demo-data", "false"]);
     // The dead process's statement is still in the database and may yet
     // commit: the key is not free.
-    let busy = send(&app.url, &body, "repro-1").await.unwrap();
+    let busy = send(&app.url, &app.admin_token, &body, "repro-1")
+        .await
+        .unwrap();
     assert_eq!(busy.status(), 409);
     sqlx::query("ROLLBACK").execute(&mut lock).await.unwrap();
     // Now it either committed or never will: the truth, not "in progress".
     let mut answer = None;
     for _ in 0..500 {
-        let r = send(&app.url, &body, "repro-1").await.unwrap();
+        let r = send(&app.url, &app.admin_token, &body, "repro-1")
+            .await
+            .unwrap();
         if r.status() != 409 {
             answer = Some(r);
             break;
@@ -224,10 +234,11 @@ async fn keyed_retries_through_kill_9(backend: Backend) {
     const CLIENTS: usize = 4;
     let mut app = start(backend).await;
     let url = Arc::new(RwLock::new(app.url.clone()));
+    let token = app.admin_token.clone();
     let body = order_body(100);
     let mut clients = Vec::new();
     for c in 0..CLIENTS {
-        let (url, body) = (url.clone(), body.clone());
+        let (url, token, body) = (url.clone(), token.clone(), body.clone());
         clients.push(tokio::spawn(async move {
             let mut answers: HashMap<String, Vec<String>> = HashMap::new();
             for i in (c..ORDERS).step_by(CLIENTS) {
@@ -235,7 +246,7 @@ async fn keyed_retries_through_kill_9(backend: Backend) {
                 let mut done = false;
                 for _ in 0..2_000 {
                     let u = url.read().unwrap().clone();
-                    match send(&u, &body, &key).await {
+                    match send(&u, &token, &body, &key).await {
                         Ok(r) if r.status().is_success() => {
                             let v: Value = r.json().await.unwrap();
                             answers
@@ -257,7 +268,7 @@ async fn keyed_retries_through_kill_9(backend: Backend) {
                 assert!(done, "{key} never got an answer");
                 // Ask once more: the same order, replayed.
                 let u = url.read().unwrap().clone();
-                if let Ok(r) = send(&u, &body, &key).await {
+                if let Ok(r) = send(&u, &token, &body, &key).await {
                     if r.status().is_success() {
                         let v: Value = r.json().await.unwrap();
                         answers

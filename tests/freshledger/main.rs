@@ -8,6 +8,7 @@ mod common;
 mod contention;
 mod graphql;
 mod idempotency;
+mod identity;
 mod projections;
 mod saga;
 mod stalls;

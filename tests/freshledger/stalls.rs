@@ -14,8 +14,14 @@ use crate::common::*;
 
 /// A client whose requests fail instead of hanging: what a readiness probe
 /// or an operator's script does.
-fn impatient() -> reqwest::Client {
+fn impatient(app: &App) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {}", app.admin_token).parse().unwrap(),
+    );
     reqwest::Client::builder()
+        .default_headers(headers)
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap()
@@ -76,7 +82,7 @@ async fn unrelated_open_transactions_stall_nothing() {
     // schedules) while both stay open.
     let settled = app.log_len_within(Duration::from_secs(20)).await;
     assert!(settled > before);
-    let client = impatient();
+    let client = impatient(&app);
     let (status, ready) = get(&client, &app, "/readyz").await;
     assert_eq!(status, 200);
     assert!(ready["log_stall"].is_null(), "{ready}");
@@ -117,7 +123,7 @@ async fn a_stuck_appender_is_reported_and_nothing_hangs() {
 
     // Readers must wait (the stuck event may still commit), but the wait
     // shows, with the session holding it; nothing an operator asks hangs.
-    let client = impatient();
+    let client = impatient(&app);
     let blocked_by_it = |v: &Value| {
         v["blockers"]
             .as_array()

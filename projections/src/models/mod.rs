@@ -151,23 +151,7 @@ pub(crate) fn decode(e: &RecordedEvent) -> Result<AnyEvent, StoreError> {
     })
 }
 
-/// A row read back into its typed form; a row that does not fit is an
-/// error naming the table, never a silent default.
-pub(crate) fn typed<T: DeserializeOwned>(
-    table: &'static str,
-    row: JsonRow,
-) -> Result<T, StoreError> {
-    let key = row
-        .values()
-        .next()
-        .map(|v| v.to_string())
-        .unwrap_or_default();
-    serde_json::from_value(serde_json::Value::Object(row)).map_err(|e| StoreError::CorruptRow {
-        table,
-        key,
-        reason: e.to_string(),
-    })
-}
+pub(crate) use store::sql::typed;
 
 /// Rows read back into their typed form.
 pub(crate) fn all_typed<T: DeserializeOwned>(
