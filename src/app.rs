@@ -203,6 +203,7 @@ async fn serve(store: &Store, settings: Serve) -> Result<(), AppError> {
     })?;
     let stop = CancellationToken::new();
     let mut workers = projections::spawn(store, stop.clone());
+    workers.push(spawn_identity_pruning(identity.clone(), stop.clone()));
     workers.extend(spawn_process_managers(
         &write,
         settings.warn_before,
@@ -339,6 +340,27 @@ fn spawn_reactor(
 }
 
 /// The process managers (spoilage, the order saga) and the timer scheduler.
+/// Hourly, identity deletes sessions, tokens and keys that can no longer
+/// be used.
+fn spawn_identity_pruning(identity: identity::Identity, stop: CancellationToken) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            match identity.prune().await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(rows = n, "identity: pruned ended sessions and tokens"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "identity: pruning failed; retried in an hour")
+                }
+            }
+        }
+    })
+}
+
 fn spawn_process_managers(
     write: &WriteSide,
     warn_before: chrono::Duration,

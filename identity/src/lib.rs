@@ -113,6 +113,8 @@ struct Inner {
     /// Checked when the email is unknown, so that a sign-in takes as long
     /// either way.
     dummy_hash: String,
+    /// Access tokens checked in the last moment (see [`session::RECHECK`]).
+    checked: session::Checked,
 }
 
 const TABLES: &str = include_str!("tables.sql");
@@ -134,6 +136,7 @@ impl Identity {
             oidc: config.oidc.clone().map(oidc::Oidc::new),
             mailer: mail::Mailer::new(config.mail_dir.clone()),
             dummy_hash: password::hash(&session::secret_token()).await,
+            checked: session::Checked::default(),
             keys,
             config,
         }));
@@ -177,6 +180,41 @@ impl Identity {
             Some(o) if iss == o.issuer() => o.verify(token).await.map(Some),
             _ => self.verify_local(token).await.map(Some),
         }
+    }
+
+    /// Deletes what can no longer be used: sessions ended (revoked or
+    /// expired) more than a day ago with their refresh tokens, single-use
+    /// tokens expired more than a day ago, and keys retired long enough
+    /// that no token they signed is still valid. Returns the rows deleted.
+    pub async fn prune(&self) -> Result<u64, IdentityError> {
+        let day_ago = (chrono::Utc::now() - chrono::Duration::days(1)).to_rfc3339();
+        let key_cutoff =
+            (chrono::Utc::now() - self.config().access_ttl - chrono::Duration::days(1))
+                .to_rfc3339();
+        let ended = "(revoked_at IS NOT NULL AND revoked_at < ?) OR expires_at < ?";
+        let statements: [(String, Vec<store::sql::Arg>); 4] = [
+            (
+                format!("DELETE FROM identity_refresh_tokens WHERE session_id IN (SELECT id FROM identity_sessions WHERE {ended})"),
+                vec![day_ago.clone().into(), day_ago.clone().into()],
+            ),
+            (
+                format!("DELETE FROM identity_sessions WHERE {ended}"),
+                vec![day_ago.clone().into(), day_ago.clone().into()],
+            ),
+            (
+                "DELETE FROM identity_one_time_tokens WHERE expires_at < ?".into(),
+                vec![day_ago.into()],
+            ),
+            (
+                "DELETE FROM identity_signing_keys WHERE retired_at IS NOT NULL AND retired_at < ?".into(),
+                vec![key_cutoff.into()],
+            ),
+        ];
+        let mut deleted = 0;
+        for (sql, args) in statements {
+            deleted += exec_pool(self.store(), &sql, &args).await?;
+        }
+        Ok(deleted)
     }
 
     /// Our published signing keys (`/.well-known/jwks.json`).
@@ -235,3 +273,78 @@ impl AccountRow {
 }
 
 pub(crate) use store::sql::typed as row;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn identity() -> (Identity, Store, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!("fl-identity-{}", Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let store = Store::connect(store::StoreConfig::new(format!(
+            "sqlite://{}/x.db",
+            dir.display()
+        )))
+        .await
+        .unwrap();
+        store.migrate().await.unwrap();
+        let config = IdentityConfig {
+            bootstrap_password: Some("first-admin-password".into()),
+            ..IdentityConfig::default()
+        };
+        let (identity, first) = Identity::start(&store, config.clone()).await.unwrap();
+        assert!(first.is_some_and(|b| b.generated_password.is_none()));
+        // A second start (another process) creates no second admin.
+        let (_, again) = Identity::start(&store, config).await.unwrap();
+        assert!(again.is_none());
+        (identity, store, dir)
+    }
+
+    #[tokio::test]
+    async fn pruning_deletes_only_what_can_no_longer_be_used() {
+        let (identity, store, dir) = identity().await;
+        let signed_in = |outcome: LoginOutcome| match outcome {
+            LoginOutcome::SignedIn(t) => t,
+            other => panic!("{other:?}"),
+        };
+        let live = signed_in(
+            identity
+                .login("admin@freshledger.local", "first-admin-password")
+                .await
+                .unwrap(),
+        );
+        let ended = signed_in(
+            identity
+                .login("admin@freshledger.local", "first-admin-password")
+                .await
+                .unwrap(),
+        );
+        identity
+            .revoke_session(ended.session_id, "signed_out")
+            .await
+            .unwrap();
+        assert_eq!(
+            identity.prune().await.unwrap(),
+            0,
+            "ended just now: kept a day"
+        );
+        exec_pool(
+            &store,
+            "UPDATE identity_sessions SET revoked_at = ? WHERE id = ?",
+            &[
+                (chrono::Utc::now() - chrono::Duration::days(2))
+                    .to_rfc3339()
+                    .into(),
+                ended.session_id.to_string().into(),
+            ],
+        )
+        .await
+        .unwrap();
+        // The session and its refresh token.
+        assert_eq!(identity.prune().await.unwrap(), 2);
+        identity.refresh(&live.refresh_token).await.unwrap();
+        assert!(identity.refresh(&ended.refresh_token).await.is_err());
+        store.close().await;
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}

@@ -6,6 +6,12 @@
 //! enabled, so sign-out and disabling take effect at once. Refresh tokens
 //! are opaque (256 random bits), stored as SHA-256 hashes, and rotated on
 //! every use: presenting a used one revokes its whole session.
+//!
+//! A token checked in full (signature, claims, session, account) is taken
+//! as checked for [`RECHECK`] after: at a thousand requests a second, the
+//! session lookup and the signature check would otherwise be a large
+//! share of a small machine's work. A revocation in this process clears
+//! that memory at once; in another process it is seen within [`RECHECK`].
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -20,6 +26,43 @@ use uuid::Uuid;
 use crate::error::{AuthError, IdentityError};
 use crate::principal::{Issuer, Principal};
 use crate::{AccountRow, Identity};
+
+/// How long a fully checked access token is taken as checked.
+pub const RECHECK: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Most tokens remembered as checked (the memory is emptied beyond).
+const CHECKED_MAX: usize = 10_000;
+
+/// Access tokens checked lately, with the subject each names and until
+/// when it stands.
+#[derive(Default)]
+pub(crate) struct Checked(
+    std::sync::Mutex<std::collections::HashMap<String, (Principal, std::time::Instant)>>,
+);
+
+impl Checked {
+    fn get(&self, token: &str) -> Option<Principal> {
+        let map = self.0.lock().expect("checked tokens");
+        map.get(token)
+            .filter(|(_, until)| *until > std::time::Instant::now())
+            .map(|(p, _)| p.clone())
+    }
+
+    fn remember(&self, token: &str, principal: &Principal, exp: i64) {
+        let left = (exp - Utc::now().timestamp()).max(0) as u64;
+        let until = std::time::Instant::now() + RECHECK.min(std::time::Duration::from_secs(left));
+        let mut map = self.0.lock().expect("checked tokens");
+        if map.len() >= CHECKED_MAX {
+            map.clear();
+        }
+        map.insert(token.to_string(), (principal.clone(), until));
+    }
+
+    /// Forgets every checked token (a session or account was revoked).
+    pub(crate) fn forget(&self) {
+        self.0.lock().expect("checked tokens").clear();
+    }
+}
 
 /// The claims of our access tokens.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -194,6 +237,7 @@ impl Identity {
         session: Uuid,
         reason: &str,
     ) -> Result<(), IdentityError> {
+        self.0.checked.forget();
         exec_pool(
             self.store(),
             "UPDATE identity_sessions SET revoked_at = ?, revoked_reason = ? WHERE id = ? AND revoked_at IS NULL",
@@ -213,6 +257,7 @@ impl Identity {
         account: Uuid,
         reason: &str,
     ) -> Result<(), IdentityError> {
+        self.0.checked.forget();
         exec_pool(
             self.store(),
             "UPDATE identity_sessions SET revoked_at = ?, revoked_reason = ? WHERE account_id = ? AND revoked_at IS NULL",
@@ -296,6 +341,9 @@ impl Identity {
     /// audience, expiry, then that its session is live and its account
     /// enabled.
     pub(crate) async fn verify_local(&self, token: &str) -> Result<Principal, AuthError> {
+        if let Some(p) = self.0.checked.get(token) {
+            return Ok(p);
+        }
         let (_, kid) = algorithm_and_kid(token, &[jsonwebtoken::Algorithm::EdDSA])?;
         let key = self
             .keys()
@@ -331,13 +379,15 @@ impl Identity {
         {
             return Err(AuthError::Revoked);
         }
-        Ok(Principal {
+        let principal = Principal {
             subject,
             role: claims.role,
             warehouses: claims.warehouses,
             mfa: claims.mfa,
             email_verified: claims.email_verified,
             issuer: Issuer::Local { session },
-        })
+        };
+        self.0.checked.remember(token, &principal, claims.exp);
+        Ok(principal)
     }
 }
