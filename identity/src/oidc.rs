@@ -85,24 +85,20 @@ impl Oidc {
                     "{}/.well-known/openid-configuration",
                     self.config.issuer.trim_end_matches('/')
                 );
-                let doc: Value = self
-                    .http
-                    .get(&discovery)
-                    .send()
-                    .await
-                    .and_then(|r| r.error_for_status())
-                    .map_err(|e| e.to_string())?
-                    .json()
-                    .await
-                    .map_err(|e| e.to_string())?;
+                let doc: Value = self.get_json(&discovery).await?;
                 doc["jwks_uri"]
                     .as_str()
                     .ok_or("the discovery document names no jwks_uri")?
                     .to_string()
             }
         };
+        self.get_json(&url).await
+    }
+
+    /// A JSON document of the provider's (a 2xx answer only).
+    async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> Result<T, String> {
         self.http
-            .get(&url)
+            .get(url)
             .send()
             .await
             .and_then(|r| r.error_for_status())

@@ -43,6 +43,16 @@ async fn anonymous(app: &App, path: &str, body: Value) -> reqwest::Response {
     post_as(&reqwest::Client::new(), app, path, body).await
 }
 
+/// A password sign-in.
+async fn login(app: &App, email: &str, password: &str) -> reqwest::Response {
+    anonymous(
+        app,
+        "/api/v1/auth/login",
+        json!({"email": email, "password": password}),
+    )
+    .await
+}
+
 /// The token of the newest message to `to` in the server's mail directory.
 fn mailed_token(app: &App, to: &str, label: &str) -> String {
     let mut found = Vec::new();
@@ -115,18 +125,9 @@ async fn a_customer_signs_up_verifies_orders_refreshes_and_signs_out() {
     );
 
     let id = account["account_id"].as_str().unwrap().to_string();
-    let login = expect(
-        anonymous(
-            &app,
-            "/api/v1/auth/login",
-            json!({"email": email, "password": password}),
-        )
-        .await,
-        200,
-    )
-    .await;
-    assert_eq!(login["status"], "signed_in");
-    let ada = client_with(login["access_token"].as_str().unwrap());
+    let signed = expect(login(&app, email, password).await, 200).await;
+    assert_eq!(signed["status"], "signed_in");
+    let ada = client_with(signed["access_token"].as_str().unwrap());
     let before = app.log_len().await;
     let e = expect(
         post_as(&ada, &app, "/api/v1/orders", order_for(&id)).await,
@@ -164,7 +165,7 @@ async fn a_customer_signs_up_verifies_orders_refreshes_and_signs_out() {
     );
 
     // The claim is in the next token: refresh (rotating the refresh token).
-    let first_refresh = login["refresh_token"].as_str().unwrap().to_string();
+    let first_refresh = signed["refresh_token"].as_str().unwrap().to_string();
     let fresh = expect(
         anonymous(
             &app,
@@ -240,17 +241,8 @@ async fn a_customer_signs_up_verifies_orders_refreshes_and_signs_out() {
         .contains("invalid_token"));
 
     // Sign in again, sign out: the access token stops at once.
-    let login = expect(
-        anonymous(
-            &app,
-            "/api/v1/auth/login",
-            json!({"email": email, "password": password}),
-        )
-        .await,
-        200,
-    )
-    .await;
-    let ada = client_with(login["access_token"].as_str().unwrap());
+    let signed = expect(login(&app, email, password).await, 200).await;
+    let ada = client_with(signed["access_token"].as_str().unwrap());
     expect(
         ada.get(format!("{}/api/v1/auth/me", app.url))
             .send()
@@ -277,7 +269,7 @@ async fn a_customer_signs_up_verifies_orders_refreshes_and_signs_out() {
         anonymous(
             &app,
             "/api/v1/auth/refresh",
-            json!({"refresh_token": login["refresh_token"]}),
+            json!({"refresh_token": signed["refresh_token"]}),
         )
         .await,
         401,
@@ -300,28 +292,10 @@ async fn lockout_and_disable() {
     let app = spawn(Backend::Sqlite).await;
     let seller = app.person("seller", &["WH-BER-1"]).await;
     for _ in 0..5 {
-        let e = expect(
-            anonymous(
-                &app,
-                "/api/v1/auth/login",
-                json!({"email": seller.email, "password": "wrong-password-x"}),
-            )
-            .await,
-            401,
-        )
-        .await;
+        let e = expect(login(&app, &seller.email, "wrong-password-x").await, 401).await;
         assert_eq!(e["code"], "invalid_credentials");
     }
-    let e = expect(
-        anonymous(
-            &app,
-            "/api/v1/auth/login",
-            json!({"email": seller.email, "password": "person-password-1"}),
-        )
-        .await,
-        423,
-    )
-    .await;
+    let e = expect(login(&app, &seller.email, "person-password-1").await, 423).await;
     assert_eq!(e["code"], "account_locked");
     assert!(e["details"]["retry_after_seconds"].as_i64().unwrap() > 0);
     expect(
@@ -330,16 +304,7 @@ async fn lockout_and_disable() {
         200,
     )
     .await;
-    expect(
-        anonymous(
-            &app,
-            "/api/v1/auth/login",
-            json!({"email": seller.email, "password": "person-password-1"}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    expect(login(&app, &seller.email, "person-password-1").await, 200).await;
 
     expect(
         seller
@@ -372,16 +337,7 @@ async fn lockout_and_disable() {
     )
     .await;
     assert_eq!(e["code"], "token_revoked");
-    let e = expect(
-        anonymous(
-            &app,
-            "/api/v1/auth/login",
-            json!({"email": seller.email, "password": "person-password-1"}),
-        )
-        .await,
-        403,
-    )
-    .await;
+    let e = expect(login(&app, &seller.email, "person-password-1").await, 403).await;
     assert_eq!(e["code"], "account_disabled");
     let e = expect(
         anonymous(
@@ -612,26 +568,8 @@ async fn password_reset_by_mail() {
     )
     .await;
     assert_eq!(e["code"], "token_revoked", "a reset ends every session");
-    expect(
-        anonymous(
-            &app,
-            "/api/v1/auth/login",
-            json!({"email": seller.email, "password": "person-password-1"}),
-        )
-        .await,
-        401,
-    )
-    .await;
-    expect(
-        anonymous(
-            &app,
-            "/api/v1/auth/login",
-            json!({"email": seller.email, "password": "a-new-password-2"}),
-        )
-        .await,
-        200,
-    )
-    .await;
+    expect(login(&app, &seller.email, "person-password-1").await, 401).await;
+    expect(login(&app, &seller.email, "a-new-password-2").await, 200).await;
     assert!(app.log_lines_with(&["a-new-password-2"]).is_empty());
     assert!(
         app.log_lines_with(&[&token]).is_empty(),
@@ -877,12 +815,7 @@ async fn login_takes_as_long_for_unknown_accounts() {
             } else {
                 "wrong-password-x"
             };
-            let r = anonymous(
-                &app,
-                "/api/v1/auth/login",
-                json!({"email": email, "password": password}),
-            )
-            .await;
+            let r = login(&app, email, password).await;
             out.push(t.elapsed());
             assert!(r.status() == 401 || r.status() == 200);
         }
@@ -1516,12 +1449,7 @@ async fn sign_in_routes_have_a_stricter_limit_of_their_own() {
     .await;
     let mut statuses = Vec::new();
     for _ in 0..3 {
-        let r = anonymous(
-            &app,
-            "/api/v1/auth/login",
-            json!({"email": "nobody@example.com", "password": "guess-number-1"}),
-        )
-        .await;
+        let r = login(&app, "nobody@example.com", "guess-number-1").await;
         statuses.push(r.status().as_u16());
         if r.status() == 429 {
             let wait: u64 = r.headers()["retry-after"]
