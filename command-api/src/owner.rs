@@ -4,9 +4,11 @@
 //! the stock and orders of their warehouses; admins on everything.
 //!
 //! What is looked up here never changes once set (an order's customer and
-//! warehouse, a batch's warehouse), except a delivery's rider: a command
-//! racing a reassignment is checked against the rider assigned when it
-//! arrived. Something that does not exist passes, and the command answers
+//! warehouse, a batch's warehouse), so it is read from this process's
+//! aggregate cache when there (the command reads the aggregate again
+//! anyway); a delivery's rider can change, so deliveries are read fresh,
+//! and a command racing a reassignment is checked against the rider
+//! assigned when it arrived. Something that does not exist passes, and the command answers
 //! its own 404.
 
 use domain::values::{BatchId, CustomerId, DeliveryId, OrderId, PaymentId, RiderId, WarehouseId};
@@ -71,7 +73,7 @@ pub(crate) async fn batch(s: &AppState, ctx: &RequestContext, id: BatchId) -> Re
     if p(ctx).is_admin() {
         return Ok(());
     }
-    let (batch, _) = s.write.batches.load(&id.to_string()).await?;
+    let (batch, _) = s.write.batches.load_cached(&id.to_string(), 0).await?;
     match batch.info() {
         Some(info) => warehouse(ctx, &info.warehouse_id),
         None => Ok(()),
@@ -84,7 +86,7 @@ pub(crate) async fn order(s: &AppState, ctx: &RequestContext, id: OrderId) -> Re
     if who.is_admin() {
         return Ok(());
     }
-    let (order, _) = s.write.orders.load(&id.to_string()).await?;
+    let (order, _) = s.write.orders.load_cached(&id.to_string(), 0).await?;
     let Some(placed) = order.placed() else {
         return Ok(());
     };
@@ -109,7 +111,7 @@ pub(crate) async fn payment(
     if p(ctx).is_admin() {
         return Ok(());
     }
-    let (payment, _) = s.write.payments.load(&id.to_string()).await?;
+    let (payment, _) = s.write.payments.load_cached(&id.to_string(), 0).await?;
     match payment.order_id() {
         Some(o) => order(s, ctx, o).await,
         None => Ok(()),

@@ -103,6 +103,12 @@ const VERIFY_EMAIL: &str = "verify_email";
 const RESET_PASSWORD: &str = "reset_password";
 const MFA_LOGIN: &str = "mfa_login";
 
+/// A verification or reset token that is unknown, used or expired.
+const BAD_LINK: IdentityError = IdentityError::BadToken {
+    code: "invalid_token",
+    message: "the link is unknown, used or expired; ask for a new one",
+};
+
 fn normalise_email(email: &str) -> Result<String, IdentityError> {
     let e = email.trim().to_ascii_lowercase();
     if e.len() > 254 || !domain::registry::is_email(&e) {
@@ -680,26 +686,31 @@ impl Identity {
 
     /// The account of a single-use token, used up by this call.
     async fn redeem(&self, token: &str, purpose: &str) -> Result<Uuid, IdentityError> {
-        const BAD: IdentityError = IdentityError::BadToken {
-            code: "invalid_token",
-            message: "the link is unknown, used or expired; ask for a new one",
-        };
         let hash = digest(token);
-        let row = fetch(
+        let id = self
+            .one_time_account(&hash, purpose)
+            .await?
+            .ok_or(BAD_LINK)?;
+        if !self.use_one_time(&hash, purpose).await? {
+            return Err(BAD_LINK);
+        }
+        Ok(id)
+    }
+
+    /// The account a single-use token (by its hash) was issued to.
+    async fn one_time_account(
+        &self,
+        hash: &str,
+        purpose: &str,
+    ) -> Result<Option<Uuid>, IdentityError> {
+        Ok(fetch(
             self.store(),
             "SELECT account_id FROM identity_one_time_tokens WHERE hash = ? AND purpose = ?",
-            &[hash.clone().into(), purpose.into()],
+            &[hash.into(), purpose.into()],
         )
         .await?
         .pop()
-        .ok_or(BAD)?;
-        if !self.use_one_time(&hash, purpose).await? {
-            return Err(BAD);
-        }
-        row["account_id"]
-            .as_str()
-            .and_then(|s| s.parse().ok())
-            .ok_or(BAD)
+        .and_then(|r| r["account_id"].as_str().and_then(|s| s.parse().ok())))
     }
 
     async fn send_verification(&self, id: Uuid, email: &str) -> Result<(), IdentityError> {
@@ -759,25 +770,17 @@ impl Identity {
 
     /// Sets a new password with a reset token; every session ends.
     pub async fn reset_password(&self, token: &str, new: &str) -> Result<(), IdentityError> {
-        // The policy is checked before the token is used up.
         let hash = digest(token);
-        let row = fetch(
-            self.store(),
-            "SELECT account_id FROM identity_one_time_tokens WHERE hash = ? AND purpose = ?",
-            &[hash.into(), RESET_PASSWORD.into()],
-        )
-        .await?
-        .pop();
-        if let Some(id) = row
-            .as_ref()
-            .and_then(|r| r["account_id"].as_str())
-            .and_then(|s| s.parse::<Uuid>().ok())
-        {
-            if let Some(a) = self.account_row(id).await? {
-                password::check_policy(new, &a.email)?;
-            }
+        let account = match self.one_time_account(&hash, RESET_PASSWORD).await? {
+            Some(id) => self.account_row(id).await?.ok_or(BAD_LINK)?,
+            None => return Err(BAD_LINK),
+        };
+        // The policy is checked before the token is used up.
+        password::check_policy(new, &account.email)?;
+        if !self.use_one_time(&hash, RESET_PASSWORD).await? {
+            return Err(BAD_LINK);
         }
-        let id = self.redeem(token, RESET_PASSWORD).await?;
+        let id = account.id;
         self.set_password(id, new).await?;
         // Proving the address by its mailbox verifies it too.
         exec_pool(

@@ -170,6 +170,10 @@ impl Identity {
             return Err(AuthError::Malformed);
         }
         let token = token.trim();
+        // A token of ours checked a moment ago stands (see session::RECHECK).
+        if let Some(p) = self.0.checked.get(token) {
+            return Ok(Some(p));
+        }
         // The issuer picks the verifier; nothing of the payload is trusted
         // before the signature is.
         let claims: serde_json::Value = jsonwebtoken::dangerous::insecure_decode(token)
