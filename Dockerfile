@@ -1,7 +1,7 @@
 # Builds the freshledger binary and runs it on a slim Debian.
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
-RUN apt-get update && apt-get install -y --no-install-recommends pkg-config && rm -rf /var/lib/apt/lists/*
+RUN apt-get update && apt-get install -y --no-install-recommends pkg-config make g++ && rm -rf /var/lib/apt/lists/*
 COPY . .
 RUN cargo build --release --locked --bin freshledger
 

@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use write_side::WriteSide;
 
 use crate::cli::{self, Cli, Command, ProjectionsCommand, SagaSettings};
+use crate::kafka;
 
 /// Why the binary stops with an error.
 #[derive(Debug, thiserror::Error)]
@@ -32,23 +33,8 @@ pub(crate) enum AppError {
     },
 }
 
-fn store_err(doing: &'static str) -> impl FnOnce(StoreError) -> AppError {
+pub(crate) fn store_err(doing: &'static str) -> impl FnOnce(StoreError) -> AppError {
     move |source| AppError::Store { doing, source }
-}
-
-/// `println!` for command output that may go to a pipe: when the reader
-/// has gone (`freshledger projections status | head`), stop quietly
-/// instead of panicking.
-macro_rules! say {
-    ($($arg:tt)*) => {{
-        use std::io::Write;
-        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                std::process::exit(0);
-            }
-            return Err(AppError::Io { doing: "writing output".into(), source: e });
-        }
-    }};
 }
 
 pub(crate) async fn run(cli: Cli) -> Result<(), AppError> {
@@ -81,6 +67,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), AppError> {
     }
     match command {
         Command::Projections { command } => projections_command(&store, command).await?,
+        Command::Relay { command } => kafka::command(&store, command).await?,
         Command::Migrate => say!("migrated"),
         Command::DemoData => {
             let write = WriteSide::new(&store, Arc::new(SystemClock));
@@ -102,6 +89,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), AppError> {
             limits,
             rate,
             identity,
+            kafka,
         } => {
             let (limits, backdate_window) = cli::limits(limits, &file).map_err(AppError::Config)?;
             let manual = clock.as_deref() == Some("manual");
@@ -133,6 +121,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), AppError> {
                     .await
                     .map_err(AppError::Config)?,
                 identity: cli::identity_config(identity, &file).map_err(AppError::Config)?,
+                relay: cli::relay_config(kafka, &file).map_err(AppError::Config)?,
             };
             serve(&store, settings).await?;
         }
@@ -154,6 +143,8 @@ struct Serve {
     backdate_window: chrono::Duration,
     rate_limit: Option<Arc<command_api::limit::RateLimit>>,
     identity: identity::IdentityConfig,
+    /// The Kafka relay, when brokers are configured.
+    relay: Option<relay::RelayConfig>,
 }
 
 async fn serve(store: &Store, settings: Serve) -> Result<(), AppError> {
@@ -210,15 +201,20 @@ async fn serve(store: &Store, settings: Serve) -> Result<(), AppError> {
         settings.saga,
         stop.clone(),
     ));
+    let mut state = AppState::new(write, identity.clone(), settings.manual_clock)
+        .with_backdate_window(settings.backdate_window);
+    if let Some(config) = settings.relay {
+        let relay = relay::Relay::new(store, config)
+            .await
+            .map_err(store_err("preparing the Kafka relay"))?;
+        workers.push(relay.spawn(stop.clone()));
+        state = state.with_integration(kafka::integration(&relay));
+    }
     let shutdown = shutdown_signal();
     // Tests and scripts read this line to find a port chosen by the OS.
     println!("freshledger listening on http://{bound}");
     let app = command_api::edge(
-        command_api::router(
-            AppState::new(write, identity.clone(), settings.manual_clock)
-                .with_backdate_window(settings.backdate_window),
-        )
-        .merge(query_api::router(store, identity.clone())),
+        command_api::router(state).merge(query_api::router(store, identity.clone())),
         identity,
         settings.rate_limit,
     );
@@ -339,7 +335,6 @@ fn spawn_reactor(
     })
 }
 
-/// The process managers (spoilage, the order saga) and the timer scheduler.
 /// Hourly, identity deletes sessions, tokens and keys that can no longer
 /// be used.
 fn spawn_identity_pruning(identity: identity::Identity, stop: CancellationToken) -> JoinHandle<()> {
@@ -361,6 +356,7 @@ fn spawn_identity_pruning(identity: identity::Identity, stop: CancellationToken)
     })
 }
 
+/// The process managers (spoilage, the order saga) and the timer scheduler.
 fn spawn_process_managers(
     write: &WriteSide,
     warn_before: chrono::Duration,

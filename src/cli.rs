@@ -28,7 +28,9 @@ pub(crate) struct Cli {
     /// auth_rate_limit_per_minute, auth_rate_limit_burst,
     /// access_token_ttl_minutes, mail_dir, admin_email, oidc_issuer,
     /// oidc_audience, oidc_jwks_url, oidc_role_claim, oidc_roles,
-    /// oidc_warehouses_claim (the flags' names with underscores).
+    /// oidc_warehouses_claim, kafka_brokers, kafka_topic_prefix,
+    /// kafka_partitions, kafka_replication_factor, kafka_max_message_bytes,
+    /// kafka_options (the flags' names with underscores).
     #[arg(long, env = "FRESHLEDGER_CONFIG", global = true)]
     pub(crate) config: Option<PathBuf>,
 
@@ -78,6 +80,8 @@ pub(crate) enum Command {
         rate: RateArgs,
         #[command(flatten)]
         identity: IdentityArgs,
+        #[command(flatten)]
+        kafka: KafkaArgs,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -88,6 +92,30 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: ProjectionsCommand,
     },
+    /// The Kafka relay: its checkpoint and lag, dead letters, retry, skip.
+    Relay {
+        #[command(subcommand)]
+        command: RelayCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RelayCommand {
+    /// The relay's checkpoint, the head of the log, the lag, and the dead
+    /// letters holding streams back.
+    Status,
+    /// Events Kafka refused (poison) and those waiting behind them.
+    DeadLetters {
+        /// Also those already skipped or delivered.
+        #[arg(long)]
+        all: bool,
+    },
+    /// Send the poison event at POSITION again, then the events of its
+    /// stream that wait behind it (a running relay picks it up).
+    Retry { position: u64 },
+    /// Give up the poison event at POSITION; the events of its stream that
+    /// wait behind it are sent.
+    Skip { position: u64 },
 }
 
 #[derive(Debug, Subcommand)]
@@ -273,6 +301,108 @@ pub(crate) struct IdentityArgs {
     pub(crate) oidc_warehouses_claim: Option<String>,
 }
 
+/// The Kafka relay (off unless brokers are given).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct KafkaArgs {
+    /// Kafka bootstrap servers (host:port,...): publish every event, and
+    /// the public integration events, to Kafka. Off when absent.
+    #[arg(long, env = "FRESHLEDGER_KAFKA_BROKERS")]
+    pub(crate) kafka_brokers: Option<String>,
+    /// Prefix of the relay's topics ({prefix}.order.v1, ...,
+    /// {prefix}.integration.v1) [default: freshledger].
+    #[arg(long, env = "FRESHLEDGER_KAFKA_TOPIC_PREFIX")]
+    pub(crate) kafka_topic_prefix: Option<String>,
+    /// Partitions of the topics the relay creates [default: 6].
+    #[arg(long, env = "FRESHLEDGER_KAFKA_PARTITIONS", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub(crate) kafka_partitions: Option<u32>,
+    /// Replicas of the topics the relay creates [default: 1].
+    #[arg(long, env = "FRESHLEDGER_KAFKA_REPLICATION_FACTOR", value_parser = clap::value_parser!(u32).range(1..=32))]
+    pub(crate) kafka_replication_factor: Option<u32>,
+    /// Largest message sent; larger events are dead-lettered. At most the
+    /// broker's message.max.bytes [default: 1000000].
+    #[arg(long, env = "FRESHLEDGER_KAFKA_MAX_MESSAGE_BYTES", value_parser = clap::value_parser!(u64).range(1024..=100_000_000))]
+    pub(crate) kafka_max_message_bytes: Option<u64>,
+    /// A further librdkafka setting, key=value (security.protocol,
+    /// sasl.mechanism, compression.type, ...); repeat the flag, or separate
+    /// with commas in the environment.
+    #[arg(
+        long = "kafka-option",
+        env = "FRESHLEDGER_KAFKA_OPTIONS",
+        value_delimiter = ','
+    )]
+    pub(crate) kafka_options: Vec<String>,
+}
+
+/// The relay's settings; `None` when no brokers are configured.
+pub(crate) fn relay_config(
+    args: &KafkaArgs,
+    file: &FileConfig,
+) -> Result<Option<relay::RelayConfig>, String> {
+    let Some(brokers) = args
+        .kafka_brokers
+        .clone()
+        .or(file.kafka_brokers.clone())
+        .filter(|b| !b.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    let mut config = relay::RelayConfig::new(brokers.trim());
+    if let Some(p) = args
+        .kafka_topic_prefix
+        .clone()
+        .or(file.kafka_topic_prefix.clone())
+    {
+        let ok = !p.is_empty()
+            && p.len() <= 200
+            && p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !ok {
+            return Err(format!(
+                "kafka_topic_prefix: {p:?} may hold only letters, digits, '.', '_' and '-'"
+            ));
+        }
+        config.topic_prefix = p;
+    }
+    if let Some(n) = args.kafka_partitions.or(file.kafka_partitions) {
+        if !(1..=10_000).contains(&n) {
+            return Err("kafka_partitions is 1 to 10000".into());
+        }
+        config.partitions = n as i32;
+    }
+    if let Some(n) = args
+        .kafka_replication_factor
+        .or(file.kafka_replication_factor)
+    {
+        if !(1..=32).contains(&n) {
+            return Err("kafka_replication_factor is 1 to 32".into());
+        }
+        config.replication_factor = n as i32;
+    }
+    if let Some(n) = args
+        .kafka_max_message_bytes
+        .or(file.kafka_max_message_bytes)
+    {
+        if !(1024..=100_000_000).contains(&n) {
+            return Err("kafka_max_message_bytes is 1024 to 100000000".into());
+        }
+        config.max_message_bytes = n as usize;
+    }
+    let options = if args.kafka_options.is_empty() {
+        file.kafka_options.clone().unwrap_or_default()
+    } else {
+        args.kafka_options.clone()
+    };
+    for option in options.iter().map(|o| o.trim()).filter(|o| !o.is_empty()) {
+        let (k, v) = option
+            .split_once('=')
+            .ok_or_else(|| format!("kafka option {option:?} is not key=value"))?;
+        config
+            .options
+            .push((k.trim().to_string(), v.trim().to_string()));
+    }
+    Ok(Some(config))
+}
+
 /// Where messages to account holders go unless configured.
 pub(crate) const DEFAULT_MAIL_DIR: &str = "data/mail";
 
@@ -385,6 +515,12 @@ pub(crate) struct FileConfig {
     pub(crate) oidc_role_claim: Option<String>,
     pub(crate) oidc_roles: Option<String>,
     pub(crate) oidc_warehouses_claim: Option<String>,
+    pub(crate) kafka_brokers: Option<String>,
+    pub(crate) kafka_topic_prefix: Option<String>,
+    pub(crate) kafka_partitions: Option<u32>,
+    pub(crate) kafka_replication_factor: Option<u32>,
+    pub(crate) kafka_max_message_bytes: Option<u64>,
+    pub(crate) kafka_options: Option<Vec<String>>,
 }
 
 pub(crate) fn file_config(path: &Option<PathBuf>) -> Result<FileConfig, String> {

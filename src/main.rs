@@ -4,8 +4,24 @@
 //! managers and the timers in one process (or runs one maintenance
 //! command).
 
+/// `println!` for command output that may go to a pipe: when the reader
+/// has gone (`freshledger projections status | head`), stop quietly
+/// instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+            return Err(crate::app::AppError::Io { doing: "writing output".into(), source: e });
+        }
+    }};
+}
+
 mod app;
 mod cli;
+mod kafka;
 
 use clap::Parser;
 

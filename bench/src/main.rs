@@ -16,6 +16,11 @@
 //!   hand-over, delivered, captured).
 //! - `saga`: clients only place orders; the order saga reserves, takes
 //!   payment and marks them paid. Reports placed-and-paid orders/s.
+//!
+//! With `--kafka-brokers`, the server relays to Kafka and the lag probed is
+//! the relay's (append → acknowledged by the broker); after the run, the
+//! relay replays the whole log into fresh topics, timed beside a raw
+//! rdkafka producer sending the same messages (`relay throughput`).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -78,6 +83,10 @@ struct Args {
     /// happened.
     #[arg(long)]
     lag_trace: Option<std::path::PathBuf>,
+    /// Relay to this Kafka: the lag reported is the relay's, and the
+    /// relay's replay rate is measured against a raw producer.
+    #[arg(long)]
+    kafka_brokers: Option<String>,
 }
 
 const SKUS: usize = 20;
@@ -145,12 +154,13 @@ struct Server {
 }
 
 impl Server {
-    fn start(bin: &std::path::Path, db: &str, saga: bool) -> Server {
+    fn start(bin: &std::path::Path, db: &str, saga: bool, extra: &[String]) -> Server {
         use std::io::{BufRead, BufReader};
         let mut child = Command::new(bin)
             .args(["--database-url", db, "--max-connections", "32", "serve"])
             .args(["--listen", "127.0.0.1:0", "--demo-data", "false"])
             .args(["--order-saga", if saga { "true" } else { "false" }])
+            .args(extra)
             .env("FRESHLEDGER_LOG", "warn")
             // The load is the point: no rate limit (older servers ignore it).
             .env("FRESHLEDGER_RATE_LIMIT_PER_SECOND", "0")
@@ -412,41 +422,51 @@ async fn log_state(c: &Client) -> (u64, u64, u64) {
 }
 
 const MODELS: &str = "('orders', 'stock', 'deliveries', 'payments', 'timers')";
+const RELAY: &str = "('kafka-relay')";
 
-/// The read models' checkpoints, read straight from the database: one
-/// indexed lookup of five rows, so probing does not load the server.
-enum Checkpoints {
+/// The read models' (or the relay's) checkpoints, read straight from the
+/// database: one indexed lookup of a few rows, so probing does not load
+/// the server.
+struct Checkpoints {
+    pool: Pool,
+    names: &'static str,
+}
+
+enum Pool {
     Postgres(sqlx::PgPool),
     Sqlite(sqlx::SqlitePool),
 }
 
 impl Checkpoints {
-    async fn connect(backend: Backend, url: &str) -> Checkpoints {
-        match backend {
-            Backend::Postgres => Checkpoints::Postgres(
+    async fn connect(backend: Backend, url: &str, names: &'static str) -> Checkpoints {
+        let pool = match backend {
+            Backend::Postgres => Pool::Postgres(
                 sqlx::postgres::PgPoolOptions::new()
                     .max_connections(1)
                     .connect(url)
                     .await
                     .expect("probe connection"),
             ),
-            Backend::Sqlite => Checkpoints::Sqlite(
+            Backend::Sqlite => Pool::Sqlite(
                 sqlx::sqlite::SqlitePoolOptions::new()
                     .max_connections(1)
                     .connect(&format!("{url}?mode=ro"))
                     .await
                     .expect("probe connection"),
             ),
-        }
+        };
+        Checkpoints { pool, names }
     }
 
-    /// The lowest checkpoint of the five read models.
+    /// The lowest checkpoint of the probed subscriptions.
     async fn lowest(&self) -> u64 {
-        let sql =
-            format!("SELECT COALESCE(MIN(position), 0) FROM subscriptions WHERE name IN {MODELS}");
-        let p = match self {
-            Checkpoints::Postgres(pool) => sqlx::query_scalar::<_, i64>(&sql).fetch_one(pool).await,
-            Checkpoints::Sqlite(pool) => sqlx::query_scalar::<_, i64>(&sql).fetch_one(pool).await,
+        let sql = format!(
+            "SELECT COALESCE(MIN(position), 0) FROM subscriptions WHERE name IN {}",
+            self.names
+        );
+        let p = match &self.pool {
+            Pool::Postgres(pool) => sqlx::query_scalar::<_, i64>(&sql).fetch_one(pool).await,
+            Pool::Sqlite(pool) => sqlx::query_scalar::<_, i64>(&sql).fetch_one(pool).await,
         };
         p.expect("checkpoints") as u64
     }
@@ -604,7 +624,7 @@ async fn baseline(url: &str, backend: Backend, clients: usize, rows: usize) -> (
 
 #[tokio::main]
 async fn main() {
-    let args = Args::parse();
+    let mut args = Args::parse();
     let server_bin = args.server.clone().unwrap_or_else(|| {
         let me = std::env::current_exe().expect("own path");
         me.with_file_name(format!("freshledger{}", std::env::consts::EXE_SUFFIX))
@@ -619,7 +639,36 @@ async fn main() {
         Backend::Postgres => testkit::Kind::Postgres,
     };
     let db = testkit::TestDb::new(kind, "bench").await;
-    let server = Server::start(&server_bin, &db.url, args.mode == Mode::Saga);
+    // `--kafka-brokers mock`: librdkafka's in-process mock cluster, to tell
+    // the relay's own cost from a broker's.
+    let mock = (args.kafka_brokers.as_deref() == Some("mock"))
+        .then(|| rdkafka::mocking::MockCluster::new(1).expect("a mock cluster"));
+    let topic_prefix = format!("bench{}", uuid::Uuid::now_v7().simple());
+    if let Some(m) = &mock {
+        args.kafka_brokers = Some(m.bootstrap_servers());
+        // The mock broker does not create topics on request.
+        for stream in [
+            "order",
+            "inventory-batch",
+            "payment",
+            "delivery",
+            "timer",
+            "integration",
+        ] {
+            m.create_topic(&format!("{topic_prefix}.{stream}.v1"), 6, 1)
+                .expect("a mock topic");
+        }
+    }
+    let kafka_flags: Vec<String> = match &args.kafka_brokers {
+        Some(b) => vec![
+            "--kafka-brokers".into(),
+            b.clone(),
+            "--kafka-topic-prefix".into(),
+            topic_prefix.clone(),
+        ],
+        None => Vec::new(),
+    };
+    let server = Server::start(&server_bin, &db.url, args.mode == Mode::Saga, &kafka_flags);
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(token) = admin_token(&server.url).await {
         headers.insert(
@@ -643,7 +692,12 @@ async fn main() {
 
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     client.acked.lock().unwrap().clear();
-    let checkpoints = Checkpoints::connect(args.backend, &db.url).await;
+    let probed = if args.kafka_brokers.is_some() {
+        RELAY
+    } else {
+        MODELS
+    };
+    let checkpoints = Checkpoints::connect(args.backend, &db.url, probed).await;
     let prober = tokio::spawn(probe_lag(
         client.clone(),
         checkpoints,
@@ -748,6 +802,24 @@ async fn main() {
     let rebuild = rebuild_started.elapsed();
     // Five models, each replaying the whole log.
     let rebuild_rate = 5.0 * events_after as f64 / rebuild.as_secs_f64();
+    // The whole log, for the relay's replay and its raw baseline.
+    let mut log: Vec<Value> = Vec::new();
+    if args.kafka_brokers.is_some() {
+        loop {
+            let after = log
+                .last()
+                .map(|e| e["global_position"].as_u64().unwrap())
+                .unwrap_or(0);
+            let page = client
+                .get(&format!("/api/v1/events?after={after}&limit=1000"))
+                .await;
+            let page = page.as_array().expect("events");
+            if page.is_empty() {
+                break;
+            }
+            log.extend(page.iter().cloned());
+        }
+    }
     server.stop();
 
     let commands = lat.len();
@@ -787,7 +859,12 @@ async fn main() {
         pct(&lat, 0.99)
     );
     println!(
-        "projection lag      p50 {:.1} ms, p99 {:.1} ms ({} samples)",
+        "{}  p50 {:.1} ms, p99 {:.1} ms ({} samples)",
+        if args.kafka_brokers.is_some() {
+            "relay lag (acked) "
+        } else {
+            "projection lag    "
+        },
         pct(&lags, 0.5),
         pct(&lags, 0.99),
         lags.len()
@@ -823,9 +900,183 @@ async fn main() {
             );
         }
     }
+    if let Some(brokers) = &args.kafka_brokers {
+        relay_throughput(&server_bin, &db.url, args.backend, brokers, &log).await;
+    }
     if args.keep {
         println!("database            kept: {}", db.url);
     } else {
         db.remove().await;
     }
+}
+
+/// A message the raw producer sends: topic, key, value, headers.
+type RawMessage = (String, String, Vec<u8>, Vec<(String, String)>);
+
+/// The relay replaying the whole log into fresh topics (a new prefix, its
+/// checkpoint reset to 0), timed from the server's start until its
+/// checkpoint reaches the head; beside a raw rdkafka producer (the relay's
+/// settings: idempotent, acks=all) sending the same envelopes with the
+/// same keys and headers, every one acknowledged.
+async fn relay_throughput(
+    bin: &std::path::Path,
+    db: &str,
+    backend: Backend,
+    brokers: &str,
+    events: &[Value],
+) {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let raw_prefix = format!("raw{}", uuid::Uuid::now_v7().simple());
+    let topic_of = |stream: &str| format!("{raw_prefix}.{}.v1", stream.to_lowercase());
+    // The raw producer's topics, made as the relay makes its own.
+    let admin: rdkafka::admin::AdminClient<rdkafka::client::DefaultClientContext> =
+        rdkafka::ClientConfig::new()
+            .set("bootstrap.servers", brokers)
+            .create()
+            .expect("admin client");
+    let names: Vec<String> = ["Order", "InventoryBatch", "Payment", "Delivery", "Timer"]
+        .iter()
+        .map(|s| topic_of(s))
+        .collect();
+    let topics: Vec<rdkafka::admin::NewTopic<'_>> = names
+        .iter()
+        .map(|n| rdkafka::admin::NewTopic::new(n, 6, rdkafka::admin::TopicReplication::Fixed(1)))
+        .collect();
+    admin
+        .create_topics(&topics, &rdkafka::admin::AdminOptions::new())
+        .await
+        .expect("creating the raw topics");
+    let messages: Vec<RawMessage> = events
+        .iter()
+        .map(|e| {
+            let topic = topic_of(e["stream_type"].as_str().unwrap());
+            let headers = [
+                "event_id",
+                "event_type",
+                "event_version",
+                "stream_type",
+                "stream_id",
+                "stream_version",
+                "global_position",
+                "correlation_id",
+                "actor",
+                "occurred_at",
+                "recorded_at",
+            ]
+            .iter()
+            .map(|k| (k.to_string(), e[*k].to_string()))
+            .collect();
+            (
+                topic,
+                e["stream_id"].as_str().unwrap().to_string(),
+                serde_json::to_vec(e).unwrap(),
+                headers,
+            )
+        })
+        .collect();
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("message.timeout.ms", "0")
+        .set("partitioner", "murmur2_random")
+        .set("linger.ms", "5")
+        .set("batch.num.messages", "10000")
+        .set("queue.buffering.max.messages", "200000")
+        .create()
+        .expect("raw producer");
+    let started = Instant::now();
+    for chunk in messages.chunks(2_000) {
+        let mut pending = Vec::with_capacity(chunk.len());
+        for (topic, key, value, headers) in chunk {
+            let h = headers
+                .iter()
+                .fold(rdkafka::message::OwnedHeaders::new(), |h, (k, v)| {
+                    h.insert(rdkafka::message::Header {
+                        key: k,
+                        value: Some(v.as_str()),
+                    })
+                });
+            loop {
+                match producer.send_result(
+                    FutureRecord::to(topic)
+                        .key(key)
+                        .payload(value)
+                        .headers(h.clone()),
+                ) {
+                    Ok(d) => {
+                        pending.push(d);
+                        break;
+                    }
+                    Err((_, _)) => tokio::time::sleep(Duration::from_millis(5)).await,
+                }
+            }
+        }
+        for d in pending {
+            d.await.expect("delivered").expect("acknowledged");
+        }
+    }
+    let raw = started.elapsed();
+
+    // The relay, from 0, into fresh topics.
+    let checkpoints = Checkpoints::connect(backend, db, RELAY).await;
+    let reset = "UPDATE subscriptions SET position = 0 WHERE name = 'kafka-relay'";
+    match backend {
+        Backend::Postgres => {
+            let mut c = sqlx::PgConnection::connect(db).await.expect("reset");
+            sqlx::query(reset).execute(&mut c).await.expect("reset");
+        }
+        Backend::Sqlite => {
+            let mut c = sqlx::SqliteConnection::connect(db).await.expect("reset");
+            sqlx::query(reset).execute(&mut c).await.expect("reset");
+        }
+    }
+    let head = events
+        .last()
+        .map(|e| e["global_position"].as_u64().unwrap())
+        .unwrap_or(0);
+    let started = Instant::now();
+    let server = Server::start(
+        bin,
+        db,
+        false,
+        &[
+            "--kafka-brokers".into(),
+            brokers.into(),
+            "--kafka-topic-prefix".into(),
+            format!("replay{}", uuid::Uuid::now_v7().simple()),
+        ],
+    );
+    // Steady rate: from the first acknowledged batch (the server is up and
+    // the relay has its lease and topics) to the head.
+    let mut first: Option<(u64, Instant)> = None;
+    loop {
+        let at = checkpoints.lowest().await;
+        if at > 0 && first.is_none() {
+            first = Some((at, Instant::now()));
+        }
+        if at >= head {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let relayed = started.elapsed();
+    let (first_at, first_when) = first.expect("the relay moved");
+    let steady = (head - first_at) as f64 / first_when.elapsed().as_secs_f64();
+    server.stop();
+    let n = events.len() as f64;
+    let (ours, theirs) = (n / relayed.as_secs_f64(), n / raw.as_secs_f64());
+    println!(
+        "relay throughput    {} events in {:.2} s from the server's start: {ours:.0} events/s acknowledged (with their public events)",
+        events.len(),
+        relayed.as_secs_f64()
+    );
+    println!(
+        "relay steady rate   {steady:.0} events/s from its first acknowledged batch to the head"
+    );
+    println!(
+        "baseline            raw rdkafka producer, the same envelopes: {theirs:.0} events/s: ours is {:.2}x ({:.2}x steady)",
+        ours / theirs,
+        steady / theirs
+    );
 }

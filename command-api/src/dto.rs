@@ -328,6 +328,10 @@ pub struct LogStatus {
     /// `head_position` is the last head proven safe.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stall: Option<LogStall>,
+    /// Optional integrations fed from the log (the Kafka relay), with their
+    /// checkpoints, lag and dead letters; absent when none is configured.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub integrations: Vec<crate::integrations::IntegrationStatus>,
 }
 
 /// Readers of the log are held back by open transactions that inserted
@@ -378,6 +382,11 @@ pub struct Readiness {
     /// database.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_stall: Option<LogStall>,
+    /// Optional integrations (Kafka, ...) and their state. One that is
+    /// unhealthy is reported here, not by making the process unready:
+    /// commands are still served.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub integrations: Vec<crate::integrations::IntegrationStatus>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]

@@ -548,6 +548,7 @@ pub async fn log_status(State(s): State<AppState>) -> Result<Json<LogStatus>, Ap
             })
             .collect(),
         stall: s.write.store.stall().map(LogStall::from),
+        integrations: crate::integrations::statuses(&s.integrations).await,
     }))
 }
 
@@ -645,6 +646,7 @@ pub async fn readyz(State(s): State<AppState>) -> Result<Json<Readiness>, ApiErr
         Ok(Ok(())) => Ok(Json(Readiness {
             status: "ready".into(),
             log_stall: s.write.store.stall().map(LogStall::from),
+            integrations: crate::integrations::statuses(&s.integrations).await,
         })),
         Ok(Err(e)) => Err(not_ready(format!("the database failed: {e}"))),
         Err(_) => Err(not_ready(format!(

@@ -12,6 +12,7 @@ pub mod error;
 pub mod extract;
 mod handlers;
 pub mod idempotency;
+pub mod integrations;
 pub mod limit;
 pub mod openapi;
 mod owner;
@@ -50,6 +51,8 @@ pub struct AppState {
     pub backdate_window: chrono::Duration,
     /// Accounts, sessions and tokens.
     pub identity: identity::Identity,
+    /// Optional outside integrations, shown in `/readyz` and `/api/v1/log`.
+    pub integrations: Vec<Arc<dyn integrations::Integration>>,
 }
 
 /// How far back `X-Occurred-At` may date a command unless configured.
@@ -66,7 +69,14 @@ impl AppState {
             identity,
             manual_clock,
             backdate_window: chrono::Duration::hours(DEFAULT_BACKDATE_WINDOW_HOURS.into()),
+            integrations: Vec::new(),
         }
+    }
+
+    /// Reports `integration` in `/readyz` and `/api/v1/log`.
+    pub fn with_integration(mut self, integration: Arc<dyn integrations::Integration>) -> Self {
+        self.integrations.push(integration);
+        self
     }
 
     pub fn with_backdate_window(mut self, window: chrono::Duration) -> Self {

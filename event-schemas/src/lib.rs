@@ -4,6 +4,7 @@
 
 pub mod envelope;
 pub mod events;
+pub mod integration;
 pub mod schema;
 pub mod upcast;
 pub mod values;

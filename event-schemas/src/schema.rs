@@ -37,6 +37,12 @@ pub fn schema_path(stream: &str, event_type: &str, version: &str) -> String {
     format!("{stream}/{event_type}.v{version}.json")
 }
 
+/// Where the schema of a public integration event lives, relative to
+/// `schemas/`.
+pub fn integration_schema_path(name: &str) -> String {
+    format!("integration/{name}.v{}.json", crate::integration::VERSION)
+}
+
 /// Every schema file: path relative to `event-schemas/schemas/` → contents.
 pub fn all_schema_files() -> BTreeMap<String, String> {
     let mut files = BTreeMap::new();
@@ -67,6 +73,12 @@ pub fn all_schema_files() -> BTreeMap<String, String> {
             Some((OrderEvent::STREAM_TYPE, "OrderPlaced", "1.0")),
         ),
     );
+    // The public contract: one schema per integration event type.
+    for (name, mut schema) in crate::integration::schemas() {
+        let path = integration_schema_path(name);
+        schema.insert("$id".into(), path.clone().into());
+        files.insert(path, render(schema, None));
+    }
     files.insert(
         "RecordedEvent.json".into(),
         render(schema_of::<RecordedEvent>(), None),

@@ -12,6 +12,7 @@ mod clock;
 pub mod command;
 mod error;
 pub mod idempotency;
+pub mod lease;
 pub mod log;
 mod pg;
 mod raw;
@@ -35,6 +36,7 @@ use tokio::sync::{mpsc, watch};
 pub use command::{Aggregates, Appended, CommandError, RetryPolicy};
 pub use error::StoreError;
 pub use idempotency::Claim;
+pub use lease::Lease;
 pub use repo::Repo;
 pub use stall::{Blocker, Stall};
 pub use subscription::{Handler, HandlerError, Reactor, StoreTx, Subscription, SubscriptionStatus};
@@ -100,6 +102,8 @@ struct Inner {
     horizon: stall::Horizon,
     /// This process, as it names itself in the database.
     instance: uuid::Uuid,
+    /// Leases this process holds ([`lease`]).
+    leases: lease::Held,
 }
 
 /// A writer's turn at the SQLite write lock (see [`Store::write_turn`]);
@@ -168,6 +172,7 @@ impl Store {
                 write_turns: Default::default(),
                 horizon: Default::default(),
                 instance,
+                leases: Default::default(),
             }),
         })
     }

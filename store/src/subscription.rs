@@ -447,6 +447,21 @@ impl Store {
         }))
     }
 
+    /// Moves subscription `name`'s checkpoint from `from` to `to` inside
+    /// `tx`, for a subscriber that runs its own loop (the Kafka relay): the
+    /// move commits with whatever else `tx` writes. `false` when the
+    /// checkpoint was not at `from` or the subscription is parked (another
+    /// runner moved it, or an operator reset it): nothing may be committed.
+    pub async fn advance_checkpoint(
+        &self,
+        tx: &mut StoreTx,
+        name: &str,
+        from: u64,
+        to: u64,
+    ) -> Result<bool, StoreError> {
+        Ok(sql::exec(tx, ADVANCE, &[to.into(), name.into(), from.into()]).await? == 1)
+    }
+
     /// Creates the subscription's checkpoint row (at 0) if it is missing.
     pub async fn ensure_subscription_exists(&self, name: &str) -> Result<(), StoreError> {
         self.ensure_subscription(name).await

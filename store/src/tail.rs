@@ -69,8 +69,9 @@ impl Tail {
 
 impl Store {
     /// Up to `limit` events after `after`, like [`Store::read_all`], served
-    /// from the process's shared window on the tail of the log when it can.
-    pub(crate) async fn read_tail(
+    /// from the process's shared window on the tail of the log when it can
+    /// (for subscribers that follow the head).
+    pub async fn read_tail(
         &self,
         after: u64,
         limit: usize,

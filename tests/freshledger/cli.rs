@@ -55,7 +55,7 @@ fn help_explains_every_setting() {
 /// with every one of them is accepted (unknown keys are refused).
 #[test]
 fn help_lists_every_config_file_key() {
-    const KEYS: [(&str, &str); 31] = [
+    const KEYS: [(&str, &str); 37] = [
         ("database_url", "\"sqlite://data/x.db\""),
         ("listen", "\"127.0.0.1:0\""),
         ("snapshot_every", "100"),
@@ -87,6 +87,12 @@ fn help_lists_every_config_file_key() {
         ("oidc_role_claim", "\"realm_access.roles\""),
         ("oidc_roles", "\"a=admin\""),
         ("oidc_warehouses_claim", "\"warehouses\""),
+        ("kafka_brokers", "\"127.0.0.1:9092\""),
+        ("kafka_topic_prefix", "\"shop\""),
+        ("kafka_partitions", "6"),
+        ("kafka_replication_factor", "1"),
+        ("kafka_max_message_bytes", "1000000"),
+        ("kafka_options", "[\"compression.type=lz4\"]"),
     ];
     let serve = help(&["serve", "--help"]).replace(['\n', ' '], "");
     for (key, _) in KEYS {
@@ -113,6 +119,45 @@ fn help_lists_every_config_file_key() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Kafka settings that cannot work stop the server at start with a clear
+/// message (before it listens), never a panic.
+#[test]
+fn bad_kafka_settings_are_refused_at_start() {
+    let dir = std::env::temp_dir().join(format!("fl-kafka-{}", uuid::Uuid::now_v7()));
+    let db = format!("sqlite://{}/x.db", dir.display());
+    for (flags, says) in [
+        (
+            &[
+                "--kafka-brokers",
+                "127.0.0.1:9092",
+                "--kafka-topic-prefix",
+                "a b",
+            ][..],
+            "kafka_topic_prefix",
+        ),
+        (
+            &[
+                "--kafka-brokers",
+                "127.0.0.1:9092",
+                "--kafka-option",
+                "acks",
+            ][..],
+            "is not key=value",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_freshledger"))
+            .args(["--database-url", &db, "serve", "--listen", "127.0.0.1:0"])
+            .args(flags)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{flags:?} was accepted");
+        assert!(stderr.contains(says), "{flags:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
     std::fs::remove_dir_all(&dir).ok();
 }
 

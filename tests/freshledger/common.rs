@@ -54,6 +54,26 @@ pub async fn spawn_with(backend: Backend, extra: &[&str]) -> App {
     app
 }
 
+impl App {
+    /// Another server process on `other`'s database (the database stays
+    /// `other`'s to remove), with `other`'s admin token.
+    pub async fn attach(other: &App, extra: &[&str]) -> App {
+        let mut app = App {
+            url: String::new(),
+            // The admin's token is good on every process of the database.
+            client: client_with(&other.admin_token),
+            admin_token: other.admin_token.clone(),
+            admin_totp: other.admin_totp.clone(),
+            logs: Default::default(),
+            child: None,
+            database_url: other.database_url.clone(),
+            db: None,
+        };
+        app.start(extra);
+        app
+    }
+}
+
 /// A signed-in account of a test.
 pub struct Person {
     pub id: String,

@@ -9,6 +9,7 @@ mod contention;
 mod graphql;
 mod idempotency;
 mod identity;
+mod kafka;
 mod projections;
 mod saga;
 mod stalls;

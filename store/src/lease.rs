@@ -1,0 +1,161 @@
+//! Leases: named work that one process at a time may do (the Kafka relay;
+//! later every subscription), however many processes share the database.
+//!
+//! Postgres: a session-level advisory lock on a connection of its own,
+//! taken out of the pool. The lock lives exactly as long as that session:
+//! a process that dies (even by SIGKILL) closes its socket, Postgres ends
+//! the session and frees the lock, and another process's next attempt
+//! takes it over. SQLite has one process per file by design; the lease is
+//! then only exclusive within the process.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use sqlx::{Connection, PgConnection};
+
+use crate::{Backend, Store, StoreError};
+
+/// Names held by this process (SQLite's leases, and a guard against one
+/// process taking the same Postgres lease twice).
+#[derive(Default)]
+pub(crate) struct Held(Mutex<HashSet<String>>);
+
+/// The right to do the named work, until dropped or lost.
+pub struct Lease {
+    name: String,
+    store: Store,
+    /// Postgres: the session that holds the advisory lock.
+    session: Option<PgConnection>,
+}
+
+const TRY_LOCK: &str =
+    "SELECT pg_try_advisory_lock(hashtextextended('freshledger.lease.' || $1, 0)) AS held";
+
+impl Store {
+    /// Takes the lease `name` if no process holds it; `None` when another
+    /// does (try again later: a dead holder's lease frees itself).
+    pub async fn try_lease(&self, name: &str) -> Result<Option<Lease>, StoreError> {
+        if !self
+            .inner
+            .leases
+            .0
+            .lock()
+            .expect("lease set")
+            .insert(name.to_string())
+        {
+            return Ok(None);
+        }
+        // From here on the name is ours in this process; a `Lease` (or the
+        // guard below, on failure) gives it back.
+        let mut lease = Lease {
+            name: name.to_string(),
+            store: self.clone(),
+            session: None,
+        };
+        if let Backend::Postgres(pool) = self.backend() {
+            let mut session = pool.acquire().await?.detach();
+            let held: bool = sqlx::query_scalar(TRY_LOCK)
+                .bind(name)
+                .fetch_one(&mut session)
+                .await?;
+            if !held {
+                let _ = session.close().await;
+                return Ok(None);
+            }
+            lease.session = Some(session);
+        }
+        Ok(Some(lease))
+    }
+}
+
+impl Lease {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Whether the lease is still held: on Postgres, one round trip on the
+    /// session that holds the lock (alive means held). Call it before each
+    /// piece of work whose effect leaves the database.
+    pub async fn check(&mut self) -> bool {
+        match &mut self.session {
+            None => true,
+            Some(session) => session.ping().await.is_ok(),
+        }
+    }
+
+    /// Gives the lease up now (graceful shutdown: another process takes
+    /// over without waiting to notice a dead one).
+    pub async fn release(mut self) {
+        if let Some(session) = self.session.take() {
+            let _ = session.close().await;
+        }
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        // A session still open here is dropped with the lease, which closes
+        // its socket: Postgres frees the lock when it sees the session end.
+        self.store
+            .inner
+            .leases
+            .0
+            .lock()
+            .expect("lease set")
+            .remove(&self.name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Store, StoreConfig};
+
+    /// One holder at a time across processes (two pools stand for two
+    /// processes on Postgres); a released or dropped lease is free again;
+    /// within one process a name is held once, on either backend.
+    #[tokio::test]
+    async fn one_holder_at_a_time() {
+        for kind in [testkit::Kind::Postgres, testkit::Kind::Sqlite] {
+            let db = testkit::TestDb::new(kind, "test").await;
+            let a = Store::connect(StoreConfig::new(&db.url)).await.unwrap();
+            a.migrate().await.unwrap();
+            let mut held = a.try_lease("relay").await.unwrap().expect("free");
+            assert!(held.check().await);
+            assert!(
+                a.try_lease("relay").await.unwrap().is_none(),
+                "{kind:?}: twice in one process"
+            );
+            assert!(
+                a.try_lease("other").await.unwrap().is_some(),
+                "{kind:?}: names are apart"
+            );
+            if kind == testkit::Kind::Postgres {
+                let b = Store::connect(StoreConfig::new(&db.url)).await.unwrap();
+                assert!(
+                    b.try_lease("relay").await.unwrap().is_none(),
+                    "another process took it"
+                );
+                held.release().await;
+                let again = b.try_lease("relay").await.unwrap().expect("released");
+                drop(again);
+                // Dropping closes the session; Postgres frees the lock when
+                // it sees the session end.
+                let mut taken = None;
+                for _ in 0..100 {
+                    taken = a.try_lease("relay").await.unwrap();
+                    if taken.is_some() {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                assert!(taken.is_some(), "a dropped lease stays taken");
+                b.close().await;
+            } else {
+                drop(held);
+                assert!(a.try_lease("relay").await.unwrap().is_some());
+            }
+            a.close().await;
+            db.remove().await;
+        }
+    }
+}
