@@ -126,9 +126,7 @@ impl Identity {
         store: &Store,
         config: IdentityConfig,
     ) -> Result<(Identity, Option<Bootstrapped>), IdentityError> {
-        for statement in TABLES.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-            exec_pool(store, statement, &[]).await?;
-        }
+        store::sql::exec_script(store, TABLES).await?;
         let keys = keys::KeyRing::new(store, config.access_ttl + chrono::Duration::minutes(5));
         keys.ensure().await?;
         let identity = Identity(Arc::new(Inner {

@@ -59,15 +59,7 @@ pub enum ActionError {
 
 /// Creates the relay's table if missing (idempotent).
 pub async fn ensure_tables(store: &Store) -> Result<(), StoreError> {
-    // Comments first (they may hold a `;`), then one statement at a time.
-    let sql: String = TABLES
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-        exec_pool(store, statement, &[]).await?;
-    }
+    store::sql::exec_script(store, TABLES).await?;
     Ok(())
 }
 

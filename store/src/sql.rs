@@ -96,6 +96,21 @@ pub async fn exec_pool(store: &Store, sql: &str, args: &[Arg]) -> Result<u64, St
     exec_pool_as(store, Class::Command, sql, args).await
 }
 
+/// Runs a script of portable statements separated by `;` (a crate's
+/// `CREATE TABLE IF NOT EXISTS ...` file): `--` comment lines are dropped
+/// first, since they may hold a `;` of their own.
+pub async fn exec_script(store: &Store, script: &str) -> Result<(), StoreError> {
+    let sql: String = script
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
+        exec_pool(store, statement, &[]).await?;
+    }
+    Ok(())
+}
+
 /// [`exec_pool`] for a writer of the given class.
 pub(crate) async fn exec_pool_as(
     store: &Store,
