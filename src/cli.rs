@@ -364,28 +364,20 @@ pub(crate) fn relay_config(
         config.topic_prefix = p;
     }
     if let Some(n) = args.kafka_partitions.or(file.kafka_partitions) {
-        if !(1..=10_000).contains(&n) {
-            return Err("kafka_partitions is 1 to 10000".into());
-        }
-        config.partitions = n as i32;
+        config.partitions = within("kafka_partitions", n, 1..=10_000)? as i32;
     }
     if let Some(n) = args
         .kafka_replication_factor
         .or(file.kafka_replication_factor)
     {
-        if !(1..=32).contains(&n) {
-            return Err("kafka_replication_factor is 1 to 32".into());
-        }
-        config.replication_factor = n as i32;
+        config.replication_factor = within("kafka_replication_factor", n, 1..=32)? as i32;
     }
     if let Some(n) = args
         .kafka_max_message_bytes
         .or(file.kafka_max_message_bytes)
     {
-        if !(1024..=100_000_000).contains(&n) {
-            return Err("kafka_max_message_bytes is 1024 to 100000000".into());
-        }
-        config.max_message_bytes = n as usize;
+        config.max_message_bytes =
+            within("kafka_max_message_bytes", n, 1024..=100_000_000)? as usize;
     }
     let options = if args.kafka_options.is_empty() {
         file.kafka_options.clone().unwrap_or_default()
@@ -416,9 +408,7 @@ pub(crate) fn identity_config(
         .access_token_ttl_minutes
         .or(file.access_token_ttl_minutes)
     {
-        if !(1..=1440).contains(&m) {
-            return Err("access_token_ttl_minutes is 1 to 1440".into());
-        }
+        let m = within("access_token_ttl_minutes", m, 1..=1440)?;
         config.access_ttl = chrono::Duration::minutes(m.into());
     }
     config.mail_dir = Some(
@@ -478,6 +468,23 @@ pub(crate) fn identity_config(
         });
     }
     Ok(config)
+}
+
+/// `value` of setting `key` if it lies in `range`: flags and environment
+/// variables are bounded by clap already, values from the file here.
+fn within<T>(key: &str, value: T, range: std::ops::RangeInclusive<T>) -> Result<T, String>
+where
+    T: PartialOrd + std::fmt::Display,
+{
+    if range.contains(&value) {
+        Ok(value)
+    } else {
+        Err(format!(
+            "{key}: {value} is not in {}..={}",
+            range.start(),
+            range.end()
+        ))
+    }
 }
 
 /// The optional configuration file.
@@ -557,16 +564,12 @@ pub(crate) fn limits(
         .slot_horizon_days
         .or(file.slot_horizon_days)
         .unwrap_or(domain::order::DEFAULT_SLOT_HORIZON_DAYS);
-    if !(1..=365).contains(&days) {
-        return Err(format!("slot_horizon_days: {days} is not in 1..=365"));
-    }
+    let days = within("slot_horizon_days", days, 1..=365)?;
     let hours = args
         .backdate_window_hours
         .or(file.backdate_window_hours)
         .unwrap_or(command_api::DEFAULT_BACKDATE_WINDOW_HOURS);
-    if hours > 8760 {
-        return Err(format!("backdate_window_hours: {hours} is not in 0..=8760"));
-    }
+    let hours = within("backdate_window_hours", hours, 0..=8760)?;
     Ok((
         write_side::Limits {
             slot_horizon: chrono::Duration::days(days.into()),

@@ -19,10 +19,7 @@ impl Integration for KafkaIntegration {
         match self.0.report().await {
             Ok(r) => IntegrationStatus {
                 name: "kafka".into(),
-                state: serde_json::to_value(r.state)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
+                state: r.state.as_str().into(),
                 healthy: r.healthy,
                 problem: r.problem,
                 since: r.since,

@@ -113,6 +113,19 @@ pub enum RelayState {
     Stopped,
 }
 
+impl RelayState {
+    /// Its name in reports (`active`, `standby`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelayState::Starting => "starting",
+            RelayState::Active => "active",
+            RelayState::Standby => "standby",
+            RelayState::Retrying => "retrying",
+            RelayState::Stopped => "stopped",
+        }
+    }
+}
+
 /// The relay as `/readyz` and `/api/v1/log` show it.
 #[derive(Debug, Clone, Serialize)]
 pub struct RelayReport {
@@ -366,10 +379,13 @@ impl Relay {
                 tokio::select! {
                     _ = stop.cancelled() => {},
                     _ = wake.changed() => {},
-                    _ = tokio::time::sleep(poll) => {},
+                    _ = tokio::time::sleep(poll) => {
+                        // Nothing woke us: an operator may have reset the
+                        // checkpoint (under load, the compare-and-set of the
+                        // next commit notices that instead).
+                        from = self.store.subscription(SUBSCRIPTION).await?.position;
+                    },
                 }
-                // An operator may have reset the checkpoint.
-                from = self.store.subscription(SUBSCRIPTION).await?.position;
                 continue;
             }
             // Catching up (a full batch): read the next batch while this

@@ -158,6 +158,25 @@ fn bad_kafka_settings_are_refused_at_start() {
         assert!(stderr.contains(says), "{flags:?}: {stderr}");
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
+    // File values are bounded like the flags.
+    std::fs::create_dir_all(&dir).unwrap();
+    let cfg = dir.join("kafka.toml");
+    std::fs::write(
+        &cfg,
+        "kafka_brokers = \"127.0.0.1:9092\"\nkafka_partitions = 0\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_freshledger"))
+        .args(["--config", cfg.to_str().unwrap(), "--database-url", &db])
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("kafka_partitions: 0 is not in 1..=10000"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -136,8 +136,13 @@ struct Msg {
 }
 
 /// Reads `topics` from the beginning with a new consumer group until
-/// `done` holds for what arrived (or a minute passes: then it fails).
-async fn consume(brokers: &str, topics: &[String], done: impl Fn(&[Msg]) -> bool) -> Vec<Msg> {
+/// `done` holds for what arrived, or two minutes pass (a hang guard, not a
+/// figure): then what arrived so far, for the caller to say what is missing.
+async fn consume(
+    brokers: &str,
+    topics: &[String],
+    done: impl Fn(&[Msg]) -> bool,
+) -> Result<Vec<Msg>, Vec<Msg>> {
     let consumer: StreamConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", format!("test-{}", uuid::Uuid::now_v7()))
@@ -148,14 +153,12 @@ async fn consume(brokers: &str, topics: &[String], done: impl Fn(&[Msg]) -> bool
         .unwrap();
     let names: Vec<&str> = topics.iter().map(String::as_str).collect();
     consumer.subscribe(&names).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(120);
     let mut out = Vec::new();
     while !done(&out) {
-        assert!(
-            Instant::now() < deadline,
-            "the consumer got {} messages, not what it waited for",
-            out.len()
-        );
+        if Instant::now() > deadline {
+            return Err(out);
+        }
         let Ok(received) = tokio::time::timeout(Duration::from_millis(500), consumer.recv()).await
         else {
             continue;
@@ -182,7 +185,7 @@ async fn consume(brokers: &str, topics: &[String], done: impl Fn(&[Msg]) -> bool
             value: serde_json::from_slice(m.payload().unwrap_or_default()).unwrap(),
         });
     }
-    out
+    Ok(out)
 }
 
 fn event_ids(msgs: &[Msg], prefix: &str) -> HashSet<String> {
@@ -220,16 +223,37 @@ async fn read_back(brokers: &str, prefix: &str, expected: &[Value]) -> Vec<Msg> 
         .filter(|e| is_public_source(e))
         .map(|e| e["event_id"].as_str().unwrap().to_string())
         .collect();
-    consume(brokers, &topics(prefix), |m| {
-        let got = event_ids(m, prefix);
-        let got_public: HashSet<String> = m
-            .iter()
+    let public_ids = |m: &[Msg]| -> HashSet<String> {
+        m.iter()
             .filter(|m| m.topic.ends_with(".integration.v1"))
             .map(|m| m.value["id"].as_str().unwrap().to_string())
-            .collect();
-        events.is_subset(&got) && public.is_subset(&got_public)
+            .collect()
+    };
+    let read = consume(brokers, &topics(prefix), |m| {
+        events.is_subset(&event_ids(m, prefix)) && public.is_subset(&public_ids(m))
     })
-    .await
+    .await;
+    read.unwrap_or_else(|got| {
+        let (ids, public_got) = (event_ids(&got, prefix), public_ids(&got));
+        let missing: Vec<String> = expected
+            .iter()
+            .filter(|e| {
+                let id = e["event_id"].as_str().unwrap();
+                !ids.contains(id) || (is_public_source(e) && !public_got.contains(id))
+            })
+            .take(10)
+            .map(|e| {
+                format!(
+                    "{} {}/{} v{} at {}",
+                    e["event_type"], e["stream_type"], e["stream_id"], e["stream_version"], e["global_position"]
+                )
+            })
+            .collect();
+        panic!(
+            "the consumer got {} messages in two minutes; missing (or their public event), first ten: {missing:#?}",
+            got.len()
+        )
+    })
 }
 
 /// Every event of the log is on its stream type's topic, keyed by stream
@@ -675,7 +699,8 @@ async fn a_poison_event_holds_back_only_its_stream_until_retried_or_skipped() {
             .iter()
             .all(|e| got.contains(e["event_id"].as_str().unwrap()))
     })
-    .await;
+    .await
+    .expect("the small order's events arrive while the big ones wait");
     let got = event_ids(&msgs, &prefix);
     assert!(
         of(&big)
