@@ -27,16 +27,9 @@ impl Integration for KafkaIntegration {
                 lag: Some(r.lag),
                 dead_letters: r.dead_letters.into_iter().map(dead_letter).collect(),
             },
-            Err(e) => IntegrationStatus {
-                name: "kafka".into(),
-                state: "unknown".into(),
-                healthy: false,
-                problem: Some(format!("reading the relay's state: {e}")),
-                since: chrono::Utc::now(),
-                position: None,
-                lag: None,
-                dead_letters: Vec::new(),
-            },
+            Err(e) => {
+                IntegrationStatus::unreadable("kafka", format!("reading the relay's state: {e}"))
+            }
         }
     }
 }

@@ -42,6 +42,22 @@ pub struct IntegrationStatus {
     pub dead_letters: Vec<DeadLetterInfo>,
 }
 
+impl IntegrationStatus {
+    /// The status of an integration whose own state could not be read.
+    pub fn unreadable(name: &str, problem: String) -> Self {
+        IntegrationStatus {
+            name: name.into(),
+            state: "unknown".into(),
+            healthy: false,
+            problem: Some(problem),
+            since: Utc::now(),
+            position: None,
+            lag: None,
+            dead_letters: Vec::new(),
+        }
+    }
+}
+
 /// An event an integration could not pass on.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DeadLetterInfo {

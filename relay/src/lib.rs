@@ -41,7 +41,7 @@ use futures_util::FutureExt;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use serde::Serialize;
-use store::{Lease, Store, StoreError};
+use store::{Lease, Store, StoreError, Turn};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -57,10 +57,6 @@ const ACK_PATIENCE: Duration = Duration::from_secs(5);
 /// How often the relay reads the dead letters afresh (to see an
 /// operator's retry or skip).
 const HELD_REFRESH: Duration = Duration::from_secs(1);
-/// How often a standing-by process tries to take the lease.
-const STANDBY_RETRY: Duration = Duration::from_millis(500);
-/// Longest pause between attempts after an error.
-const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// How to reach Kafka and what to write there.
 #[derive(Debug, Clone)]
@@ -259,43 +255,19 @@ impl Relay {
     }
 
     async fn run(&self, stop: CancellationToken) {
-        let mut backoff = Duration::from_millis(200);
-        loop {
-            if stop.is_cancelled() {
-                break;
-            }
-            let lease = match self.store.try_lease(SUBSCRIPTION).await {
-                Ok(Some(lease)) => lease,
-                Ok(None) => {
-                    self.set(RelayState::Standby, None);
-                    pause(&stop, STANDBY_RETRY).await;
-                    continue;
-                }
-                Err(e) => {
-                    self.set(RelayState::Retrying, Some(format!("taking the lease: {e}")));
-                    pause(&stop, backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                    continue;
-                }
-            };
-            self.set(RelayState::Starting, None);
-            let started = Instant::now();
-            match self.active(lease, &stop).await {
-                Ok(()) => break,
-                Err(e) => {
-                    // A failure after a good while of relaying starts the
-                    // backoff over.
-                    if started.elapsed() > Duration::from_secs(60) {
-                        backoff = Duration::from_millis(200);
-                    }
-                    tracing::warn!(error = %e, retry_in = ?backoff, "Kafka relay failed; retrying");
-                    self.set(RelayState::Retrying, Some(e.to_string()));
-                    pause(&stop, backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
-            }
-        }
-        self.set(RelayState::Stopped, None);
+        self.store
+            .run_leased(
+                SUBSCRIPTION,
+                &stop,
+                |turn| match turn {
+                    Turn::Standby => self.set(RelayState::Standby, None),
+                    Turn::Starting => self.set(RelayState::Starting, None),
+                    Turn::Failed(why) => self.set(RelayState::Retrying, Some(why)),
+                    Turn::Stopped => self.set(RelayState::Stopped, None),
+                },
+                |lease| self.active(lease, &stop),
+            )
+            .await;
     }
 
     /// Says that the broker has kept the relay waiting since `started`.
@@ -767,13 +739,5 @@ impl Origins {
             self.0.put(key, o.clone());
         }
         Ok(origin)
-    }
-}
-
-/// Sleeps `d`, or less if stopped.
-async fn pause(stop: &CancellationToken, d: Duration) {
-    tokio::select! {
-        _ = stop.cancelled() => {},
-        _ = tokio::time::sleep(d) => {},
     }
 }

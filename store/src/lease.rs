@@ -1,5 +1,7 @@
-//! Leases: named work that one process at a time may do (the Kafka relay;
-//! later every subscription), however many processes share the database.
+//! Leases: named work that one process at a time may do (the Kafka relay,
+//! the ClickHouse projector; later every subscription), however many
+//! processes share the database. [`Store::run_leased`] runs such work:
+//! standby, start, retry with backoff.
 //!
 //! Postgres: a session-level advisory lock on a connection of its own,
 //! taken out of the pool. The lock lives exactly as long as that session:
@@ -89,6 +91,83 @@ impl Lease {
         if let Some(session) = self.session.take() {
             let _ = session.close().await;
         }
+    }
+}
+
+/// Where a leased worker stands, as [`Store::run_leased`] tells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Turn {
+    /// Another process holds the lease; this one tries again shortly.
+    Standby,
+    /// The lease is taken; the work is starting.
+    Starting,
+    /// The work failed; it starts again after a pause.
+    Failed(String),
+    /// Stopped for good.
+    Stopped,
+}
+
+/// How often a standing-by process tries to take the lease.
+const STANDBY_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+/// The first and the longest pause after a failure.
+const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
+const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Store {
+    /// Runs `work` whenever this process holds the lease `name`, until
+    /// `stop`: stands by while another process holds it, and starts again
+    /// after a failure (200 ms, doubling to 30 s, back to 200 ms after a
+    /// good minute). `work` returns `Ok` only when stopped (releasing the
+    /// lease); `tell` hears every turn, for the worker's health report.
+    pub async fn run_leased<F, Fut, E>(
+        &self,
+        name: &str,
+        stop: &tokio_util::sync::CancellationToken,
+        mut tell: impl FnMut(Turn),
+        mut work: F,
+    ) where
+        F: FnMut(Lease) -> Fut,
+        Fut: std::future::Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        let pause = |d| async move {
+            tokio::select! {
+                _ = stop.cancelled() => {},
+                _ = tokio::time::sleep(d) => {},
+            }
+        };
+        let mut backoff = FIRST_BACKOFF;
+        while !stop.is_cancelled() {
+            let lease = match self.try_lease(name).await {
+                Ok(Some(lease)) => lease,
+                Ok(None) => {
+                    tell(Turn::Standby);
+                    pause(STANDBY_RETRY).await;
+                    continue;
+                }
+                Err(e) => {
+                    tell(Turn::Failed(format!("taking the lease: {e}")));
+                    pause(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            };
+            tell(Turn::Starting);
+            let started = std::time::Instant::now();
+            match work(lease).await {
+                Ok(()) => break,
+                Err(e) => {
+                    if started.elapsed() > std::time::Duration::from_secs(60) {
+                        backoff = FIRST_BACKOFF;
+                    }
+                    tracing::warn!(lease = name, error = %e, retry_in = ?backoff, "leased work failed; retrying");
+                    tell(Turn::Failed(e.to_string()));
+                    pause(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        tell(Turn::Stopped);
     }
 }
 

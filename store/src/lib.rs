@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, watch};
 pub use command::{Aggregates, Appended, CommandError, RetryPolicy};
 pub use error::StoreError;
 pub use idempotency::Claim;
-pub use lease::Lease;
+pub use lease::{Lease, Turn};
 pub use repo::Repo;
 pub use stall::{Blocker, Stall};
 pub use subscription::{Handler, HandlerError, Reactor, StoreTx, Subscription, SubscriptionStatus};

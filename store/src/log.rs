@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use chrono::{DateTime, Utc};
+
 use event_schemas::RecordedEvent;
 use uuid::Uuid;
 
@@ -21,6 +23,24 @@ impl Store {
                 pg::read_all(pool, after as i64, limit as i64, &self.inner.horizon).await?
             }
             Backend::Sqlite(pool) => sqlite::read_all(pool, after as i64, limit as i64).await?,
+        };
+        raw.into_iter().map(RawEvent::into_recorded).collect()
+    }
+
+    /// Every event in `(after, up_to]`, in position order, for bulk readers
+    /// that split a part of the log already known to be final (`up_to` at
+    /// or below a head this store returned) into ranges read at once.
+    pub async fn read_range(
+        &self,
+        after: u64,
+        up_to: u64,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        let raw = match self.backend() {
+            Backend::Postgres(pool) => {
+                let span = up_to.saturating_sub(after) as i64;
+                pg::read_range(pool, after as i64, up_to as i64, span).await?
+            }
+            Backend::Sqlite(pool) => sqlite::read_range(pool, after as i64, up_to as i64).await?,
         };
         raw.into_iter().map(RawEvent::into_recorded).collect()
     }
@@ -91,6 +111,33 @@ impl Store {
                 Backend::Sqlite(_) => self.read_all(after, limit).await,
             },
         }
+    }
+
+    /// The last position of the log as it stood at `at`: the longest
+    /// prefix of the log whose events were all recorded by then (a
+    /// replay "as of" a moment). Never beyond the safe head.
+    pub async fn position_at(&self, at: DateTime<Utc>) -> Result<u64, StoreError> {
+        let head = self.head().await?;
+        let first_after: Option<i64> = match self.backend() {
+            Backend::Postgres(pool) => {
+                sqlx::query_scalar("SELECT MIN(position) FROM events WHERE recorded_at > $1")
+                    .bind(at)
+                    .fetch_one(pool)
+                    .await?
+            }
+            Backend::Sqlite(pool) => {
+                // Stored as text that sorts as time (millisecond precision).
+                let at = at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+                sqlx::query_scalar("SELECT MIN(position) FROM events WHERE recorded_at > ?")
+                    .bind(at)
+                    .fetch_one(pool)
+                    .await?
+            }
+        };
+        Ok(match first_after {
+            Some(p) => (p as u64).saturating_sub(1).min(head),
+            None => head,
+        })
     }
 
     /// How many events the log holds.

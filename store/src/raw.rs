@@ -27,22 +27,17 @@ pub(crate) struct RawEvent {
 
 impl RawEvent {
     pub(crate) fn into_recorded(self) -> Result<RecordedEvent, StoreError> {
-        let corrupt = |reason: String| StoreError::Corrupt {
-            position: self.position,
-            reason,
-        };
-        let (event_version, mut tagged) = upcast(
-            &self.event_type,
-            self.event_version.clone(),
-            self.payload.clone(),
-        )
-        .map_err(corrupt)?;
+        let position = self.position;
+        let corrupt = |reason: String| StoreError::Corrupt { position, reason };
+        // Moved, never cloned: a replay decodes every event of the log.
+        let (event_version, mut tagged) =
+            upcast(&self.event_type, self.event_version, self.payload).map_err(corrupt)?;
         let payload = tagged
             .get_mut(&self.event_type)
             .map(Value::take)
             .ok_or_else(|| corrupt(format!("payload is not tagged {}", self.event_type)))?;
-        let map: HashMap<String, String> = serde_json::from_value(self.metadata.clone())
-            .map_err(|e| corrupt(format!("metadata: {e}")))?;
+        let map: HashMap<String, String> =
+            serde_json::from_value(self.metadata).map_err(|e| corrupt(format!("metadata: {e}")))?;
         let meta = EventMetadata::from_map(&map).map_err(|e| corrupt(e.to_string()))?;
         let event_id = map
             .get(keys::EVENT_ID)
@@ -50,7 +45,7 @@ impl RawEvent {
             .ok_or_else(|| corrupt("metadata has no event_id".into()))?;
         Ok(RecordedEvent {
             event_id,
-            global_position: self.position as u64,
+            global_position: position as u64,
             stream_type: self.aggregate_type,
             stream_id: self.aggregate_id,
             stream_version: self.sequence as u64,

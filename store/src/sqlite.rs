@@ -66,6 +66,23 @@ pub(crate) async fn read_all(
     rows.into_iter().map(raw).collect()
 }
 
+/// Every event in `(after, up_to]` (positions at or below the head are
+/// final on SQLite).
+pub(crate) async fn read_range(
+    pool: &SqlitePool,
+    after: i64,
+    up_to: i64,
+) -> Result<Vec<RawEvent>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM events WHERE position > ? AND position <= ? ORDER BY position"
+    ))
+    .bind(after)
+    .bind(up_to)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(raw).collect()
+}
+
 pub(crate) async fn read_stream(
     pool: &SqlitePool,
     stream_type: &str,

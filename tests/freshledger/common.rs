@@ -472,3 +472,89 @@ pub async fn expect(resp: Response, status: u16) -> Value {
     assert_eq!(got, status, "body: {body}");
     body
 }
+
+// Orders and the log, shared by the integration tests (Kafka, ClickHouse).
+
+pub fn slot() -> Value {
+    let start = (chrono::Utc::now() + chrono::Duration::days(1))
+        .date_naive()
+        .and_hms_opt(16, 0, 0)
+        .unwrap()
+        .and_utc();
+    serde_json::json!({"starts_at": start, "ends_at": start + chrono::Duration::hours(2)})
+}
+
+pub fn order_body(lines: &[(&str, u64)]) -> Value {
+    serde_json::json!({
+        "customer_id": "0192f3a4-0000-7000-8000-00000000c0de",
+        "warehouse_id": "WH-BER-1",
+        "lines": lines.iter().map(|(sku, grams)| serde_json::json!({"sku": sku, "quantity": {"uom": "gram", "amount": grams}})).collect::<Vec<_>>(),
+        "delivery_slot": slot(),
+        "delivery_address": {"recipient": "Ada Lovelace", "line1": "Invalidenstrasse 1",
+                             "city": "Berlin", "postal_code": "10115", "country": "DE"},
+        "payment_method": "card"
+    })
+}
+
+/// Places an order (the saga then reserves, authorizes, ...); its id.
+pub async fn place(app: &App, lines: &[(&str, u64)]) -> String {
+    app.send("/api/v1/orders", order_body(lines), 201).await["stream_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// Every event of the log, read over HTTP.
+pub async fn all_events(app: &App) -> Vec<Value> {
+    let mut out: Vec<Value> = Vec::new();
+    loop {
+        let after = out
+            .last()
+            .map(|e| e["global_position"].as_u64().unwrap())
+            .unwrap_or(0);
+        let page: Vec<Value> = serde_json::from_value(
+            app.get_json(&format!("/api/v1/events?after={after}&limit=1000"))
+                .await,
+        )
+        .unwrap();
+        if page.is_empty() {
+            return out;
+        }
+        out.extend(page);
+    }
+}
+
+/// An integration's entry (`kafka`, `clickhouse`) in `/api/v1/log`.
+pub async fn integration_status(app: &App, name: &str) -> Value {
+    let log = app.get_json("/api/v1/log").await;
+    log["integrations"]
+        .as_array()
+        .and_then(|a| a.iter().find(|i| i["name"] == name).cloned())
+        .unwrap_or_else(|| panic!("no {name} integration in /api/v1/log: {log}"))
+}
+
+/// Waits (a minute at most) until `check` holds for an integration's status.
+pub async fn integration_until(
+    app: &App,
+    name: &str,
+    what: &str,
+    check: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let s = integration_status(app, name).await;
+        if check(&s) {
+            return s;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} never got to {what}: {s}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Owned flags as the `&str`s the spawn helpers take.
+pub fn strs(flags: &[String]) -> Vec<&str> {
+    flags.iter().map(String::as_str).collect()
+}

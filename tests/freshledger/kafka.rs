@@ -32,80 +32,6 @@ fn topics(prefix: &str) -> Vec<String> {
     t
 }
 
-fn slot() -> Value {
-    let start = (Utc::now() + chrono::Duration::days(1))
-        .date_naive()
-        .and_hms_opt(16, 0, 0)
-        .unwrap()
-        .and_utc();
-    json!({"starts_at": start, "ends_at": start + chrono::Duration::hours(2)})
-}
-
-fn order_body(lines: &[(&str, u64)]) -> Value {
-    json!({
-        "customer_id": "0192f3a4-0000-7000-8000-00000000c0de",
-        "warehouse_id": "WH-BER-1",
-        "lines": lines.iter().map(|(sku, grams)| json!({"sku": sku, "quantity": {"uom": "gram", "amount": grams}})).collect::<Vec<_>>(),
-        "delivery_slot": slot(),
-        "delivery_address": {"recipient": "Ada Lovelace", "line1": "Invalidenstrasse 1",
-                             "city": "Berlin", "postal_code": "10115", "country": "DE"},
-        "payment_method": "card"
-    })
-}
-
-/// Places an order (the saga then reserves, authorizes, ...); its id.
-async fn place(app: &App, lines: &[(&str, u64)]) -> String {
-    app.send("/api/v1/orders", order_body(lines), 201).await["stream_id"]
-        .as_str()
-        .unwrap()
-        .to_string()
-}
-
-/// Every event of the log, read over HTTP.
-async fn all_events(app: &App) -> Vec<Value> {
-    let mut out: Vec<Value> = Vec::new();
-    loop {
-        let after = out
-            .last()
-            .map(|e| e["global_position"].as_u64().unwrap())
-            .unwrap_or(0);
-        let page: Vec<Value> = serde_json::from_value(
-            app.get_json(&format!("/api/v1/events?after={after}&limit=1000"))
-                .await,
-        )
-        .unwrap();
-        if page.is_empty() {
-            return out;
-        }
-        out.extend(page);
-    }
-}
-
-/// The relay's entry in `/api/v1/log`.
-async fn relay_status(app: &App) -> Value {
-    let log = app.get_json("/api/v1/log").await;
-    log["integrations"]
-        .as_array()
-        .and_then(|a| a.iter().find(|i| i["name"] == "kafka").cloned())
-        .unwrap_or_else(|| panic!("no kafka integration in /api/v1/log: {log}"))
-}
-
-/// Waits until `check` holds for the relay's status.
-async fn relay_until(app: &App, what: &str, check: impl Fn(&Value) -> bool) -> Value {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let s = relay_status(app).await;
-        if check(&s) {
-            return s;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the relay never got to {what}: {s}"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Flags of a server that relays to `brokers` under `prefix`, with
 /// `extra`; the order saga on (so orders make many events) unless `extra`
 /// says otherwise.
@@ -120,10 +46,6 @@ fn relay_flags(brokers: &str, prefix: &str, extra: &[&str]) -> Vec<String> {
         .chain(extra)
         .map(|s| s.to_string())
         .collect()
-}
-
-fn strs(flags: &[String]) -> Vec<&str> {
-    flags.iter().map(String::as_str).collect()
 }
 
 #[derive(Debug, Clone)]
@@ -414,7 +336,7 @@ async fn every_event_reaches_kafka_in_stream_order_with_public_events() {
     )
     .await;
     app.log_len().await;
-    let status = relay_status(&app).await;
+    let status = integration_status(&app, "kafka").await;
     assert_eq!(status["state"], "active", "{status}");
     assert_eq!(status["healthy"], true, "{status}");
     assert_eq!(status["lag"], 0, "{status}");
@@ -462,7 +384,7 @@ async fn an_unreachable_broker_never_stops_commands() {
         kafka["problem"].as_str().unwrap().contains("127.0.0.1:1"),
         "{kafka}"
     );
-    let status = relay_status(&app).await;
+    let status = integration_status(&app, "kafka").await;
     assert!(status["lag"].as_u64().unwrap() > 0, "{status}");
     assert!(
         app.get_json("/api/v1/log").await["head_position"]
@@ -521,7 +443,10 @@ async fn one_relay_per_database_and_a_standby_takes_over() {
     };
     let deadline = Instant::now() + Duration::from_secs(30);
     let (a, b) = loop {
-        let (a, b) = (relay_status(&first).await, relay_status(&second).await);
+        let (a, b) = (
+            integration_status(&first, "kafka").await,
+            integration_status(&second, "kafka").await,
+        );
         if states(&a, &b) == ["active", "standby"] {
             break (a, b);
         }
@@ -541,7 +466,7 @@ async fn one_relay_per_database_and_a_standby_takes_over() {
         &first
     };
     let killed_at = Instant::now();
-    relay_until(survivor, "active", |s| s["state"] == "active").await;
+    integration_until(survivor, "kafka", "active", |s| s["state"] == "active").await;
     eprintln!("took over in {:?}", killed_at.elapsed());
     place(survivor, &[("APL-GALA", 250)]).await;
     survivor.log_len().await;
@@ -571,7 +496,7 @@ async fn a_broker_outage_delays_events_but_loses_none() {
     let brokers = mock.bootstrap_servers();
     let app = spawn_with(Backend::Sqlite, &strs(&relay_flags(&brokers, &prefix, &[]))).await;
     place(&app, &[("APL-GALA", 300)]).await;
-    relay_until(&app, "caught up", |s| {
+    integration_until(&app, "kafka", "caught up", |s| {
         s["lag"] == 0 && s["state"] == "active"
     })
     .await;
@@ -579,7 +504,7 @@ async fn a_broker_outage_delays_events_but_loses_none() {
     for i in 0..5 {
         place(&app, &[("BAN-CAV", 1000 + i)]).await;
     }
-    let waiting = relay_until(&app, "unhealthy", |s| s["healthy"] == false).await;
+    let waiting = integration_until(&app, "kafka", "unhealthy", |s| s["healthy"] == false).await;
     assert!(
         waiting["problem"]
             .as_str()
@@ -589,7 +514,7 @@ async fn a_broker_outage_delays_events_but_loses_none() {
     );
     assert!(waiting["lag"].as_u64().unwrap() > 0, "{waiting}");
     mock.broker_up(1).unwrap();
-    relay_until(&app, "healthy again", |s| {
+    integration_until(&app, "kafka", "healthy again", |s| {
         s["lag"] == 0 && s["healthy"] == true
     })
     .await;
@@ -601,7 +526,7 @@ async fn a_broker_outage_delays_events_but_loses_none() {
     // cleanly (the relay gives up waiting, its checkpoint unmoved).
     mock.broker_down(1).unwrap();
     place(&app, &[("BAN-CAV", 999)]).await;
-    relay_until(&app, "unhealthy", |s| s["healthy"] == false).await;
+    integration_until(&app, "kafka", "unhealthy", |s| s["healthy"] == false).await;
     app.finish().await;
 }
 
@@ -656,7 +581,7 @@ async fn a_poison_event_holds_back_only_its_stream_until_retried_or_skipped() {
     let bigger = place(&app, &many).await;
     let fine = place(&app, &[("APL-GALA", 400)]).await;
     app.log_len().await;
-    let status = relay_status(&app).await;
+    let status = integration_status(&app, "kafka").await;
     let letters = status["dead_letters"].as_array().unwrap().clone();
     let poison: Vec<&Value> = letters.iter().filter(|d| d["status"] == "poison").collect();
     assert_eq!(poison.len(), 2, "{status}");
@@ -738,7 +663,7 @@ async fn a_poison_event_holds_back_only_its_stream_until_retried_or_skipped() {
     assert!(cli(&["skip", &first["global_position"].to_string()])
         .status
         .success());
-    relay_until(&app, "released the skipped stream", |s| {
+    integration_until(&app, "kafka", "released the skipped stream", |s| {
         !s["dead_letters"]
             .as_array()
             .unwrap()
@@ -754,7 +679,7 @@ async fn a_poison_event_holds_back_only_its_stream_until_retried_or_skipped() {
         .unwrap();
     let position = second["global_position"].to_string();
     assert!(cli(&["retry", &position]).status.success());
-    relay_until(&app, "poison again", |s| {
+    integration_until(&app, "kafka", "poison again", |s| {
         s["dead_letters"]
             .as_array()
             .unwrap()
@@ -770,7 +695,7 @@ async fn a_poison_event_holds_back_only_its_stream_until_retried_or_skipped() {
     );
     app.restart_with(&strs(&large));
     assert!(cli(&["retry", &position]).status.success());
-    relay_until(&app, "no dead letters left", |s| {
+    integration_until(&app, "kafka", "no dead letters left", |s| {
         s.get("dead_letters")
             .is_none_or(|d| d.as_array().unwrap().is_empty())
     })
