@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use write_side::WriteSide;
 
 use crate::cli::{self, Cli, Command, ProjectionsCommand, SagaSettings};
-use crate::kafka;
+use crate::{analytics, kafka};
 
 /// Why the binary stops with an error.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +68,13 @@ pub(crate) async fn run(cli: Cli) -> Result<(), AppError> {
     match command {
         Command::Projections { command } => projections_command(&store, command).await?,
         Command::Relay { command } => kafka::command(&store, command).await?,
+        Command::Analytics {
+            clickhouse,
+            command,
+        } => {
+            let config = cli::analytics_config(clickhouse, &file).map_err(AppError::Config)?;
+            analytics::command(&store, config, command).await?
+        }
         Command::Migrate => say!("migrated"),
         Command::DemoData => {
             let write = WriteSide::new(&store, Arc::new(SystemClock));
@@ -90,6 +97,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), AppError> {
             rate,
             identity,
             kafka,
+            clickhouse,
         } => {
             let (limits, backdate_window) = cli::limits(limits, &file).map_err(AppError::Config)?;
             let manual = clock.as_deref() == Some("manual");
@@ -122,6 +130,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), AppError> {
                     .map_err(AppError::Config)?,
                 identity: cli::identity_config(identity, &file).map_err(AppError::Config)?,
                 relay: cli::relay_config(kafka, &file).map_err(AppError::Config)?,
+                analytics: cli::analytics_config(clickhouse, &file).map_err(AppError::Config)?,
             };
             serve(&store, settings).await?;
         }
@@ -145,6 +154,8 @@ struct Serve {
     identity: identity::IdentityConfig,
     /// The Kafka relay, when brokers are configured.
     relay: Option<relay::RelayConfig>,
+    /// The ClickHouse projector, when a URL is configured.
+    analytics: Option<::analytics::AnalyticsConfig>,
 }
 
 async fn serve(store: &Store, settings: Serve) -> Result<(), AppError> {
@@ -209,6 +220,13 @@ async fn serve(store: &Store, settings: Serve) -> Result<(), AppError> {
             .map_err(store_err("preparing the Kafka relay"))?;
         workers.push(relay.spawn(stop.clone()));
         state = state.with_integration(kafka::integration(&relay));
+    }
+    if let Some(config) = settings.analytics {
+        let projector = ::analytics::Analytics::new(store, config)
+            .await
+            .map_err(store_err("preparing the ClickHouse projector"))?;
+        workers.push(projector.spawn(stop.clone()));
+        state = state.with_integration(analytics::integration(&projector));
     }
     let shutdown = shutdown_signal();
     // Tests and scripts read this line to find a port chosen by the OS.

@@ -30,7 +30,8 @@ pub(crate) struct Cli {
     /// oidc_audience, oidc_jwks_url, oidc_role_claim, oidc_roles,
     /// oidc_warehouses_claim, kafka_brokers, kafka_topic_prefix,
     /// kafka_partitions, kafka_replication_factor, kafka_max_message_bytes,
-    /// kafka_options (the flags' names with underscores).
+    /// kafka_options, clickhouse_url, clickhouse_user, clickhouse_database
+    /// (the flags' names with underscores).
     #[arg(long, env = "FRESHLEDGER_CONFIG", global = true)]
     pub(crate) config: Option<PathBuf>,
 
@@ -82,6 +83,8 @@ pub(crate) enum Command {
         identity: IdentityArgs,
         #[command(flatten)]
         kafka: KafkaArgs,
+        #[command(flatten)]
+        clickhouse: ClickHouseArgs,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -97,6 +100,81 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: RelayCommand,
     },
+    /// ClickHouse analytics: tables' positions, replays, reports.
+    Analytics {
+        #[command(flatten)]
+        clickhouse: ClickHouseArgs,
+        #[command(subcommand)]
+        command: AnalyticsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AnalyticsCommand {
+    /// Each table's position in the log and its lag, and the last replay.
+    Status {
+        /// Also count each table's rows and compute an order-independent
+        /// checksum of them (to compare two replays).
+        #[arg(long)]
+        checksums: bool,
+    },
+    /// Build tables anew from the log beside the live ones, then swap them
+    /// in at once; the live projector continues from where the replay
+    /// stopped. Into another --clickhouse-database, the tables keep the log
+    /// as it stood ("what did we know then").
+    Replay {
+        /// Up to and including this position [default: the head].
+        #[arg(long, conflicts_with = "as_of")]
+        to_position: Option<u64>,
+        /// The log as it stood at this moment (RFC 3339, or a date: its
+        /// midnight UTC).
+        #[arg(long, value_parser = parse_moment)]
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only these tables (comma-separated): events, order_lines,
+        /// stock_movements, payments, deliveries [default: all].
+        #[arg(long, value_delimiter = ',')]
+        tables: Vec<String>,
+    },
+    /// Run a committed report (see `analytics reports`).
+    Report {
+        /// The report's name.
+        name: String,
+        /// From this moment, inclusive (RFC 3339, or a date: its midnight
+        /// UTC) [default: the beginning].
+        #[arg(long, value_parser = parse_moment)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Until this moment, exclusive; for inventory_aging the moment
+        /// stock is counted at [default: no end; inventory_aging: now].
+        #[arg(long, value_parser = parse_moment)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        /// Only this warehouse.
+        #[arg(long)]
+        warehouse: Option<String>,
+        /// table (aligned columns), csv or json (an array of objects).
+        #[arg(long, default_value = "table", value_parser = ["table", "csv", "json"])]
+        format: String,
+    },
+    /// The committed reports and what each answers.
+    Reports,
+    /// Print the Grafana dashboard over the reports (JSON; the one in
+    /// deploy/grafana/dashboards is this for the database `freshledger`).
+    Dashboard {
+        /// The ClickHouse database its queries read.
+        #[arg(long, default_value = "freshledger")]
+        database: String,
+    },
+}
+
+/// A moment on the command line: RFC 3339, or a date (its midnight UTC).
+pub(crate) fn parse_moment(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    if let Ok(at) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(at.with_timezone(&chrono::Utc));
+    }
+    chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map(|d| d.and_hms_opt(0, 0, 0).expect("midnight").and_utc())
+        .map_err(|_| {
+            format!("{s:?} is not a date (2026-11-30) or an RFC 3339 time (2026-11-30T12:00:00Z)")
+        })
 }
 
 #[derive(Debug, Subcommand)]
@@ -395,6 +473,55 @@ pub(crate) fn relay_config(
     Ok(Some(config))
 }
 
+/// ClickHouse analytics (off unless a URL is given). The password comes
+/// from FRESHLEDGER_CLICKHOUSE_PASSWORD (environment only).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct ClickHouseArgs {
+    /// ClickHouse's HTTP interface (http://host:8123): project the log into
+    /// analytics tables there. Off when absent.
+    #[arg(long, env = "FRESHLEDGER_CLICKHOUSE_URL")]
+    pub(crate) clickhouse_url: Option<String>,
+    /// The ClickHouse user [default: ClickHouse's `default`].
+    #[arg(long, env = "FRESHLEDGER_CLICKHOUSE_USER")]
+    pub(crate) clickhouse_user: Option<String>,
+    /// The database of the analytics tables, created if missing
+    /// [default: freshledger].
+    #[arg(long, env = "FRESHLEDGER_CLICKHOUSE_DATABASE")]
+    pub(crate) clickhouse_database: Option<String>,
+}
+
+/// The analytics settings; `None` when no ClickHouse URL is configured.
+pub(crate) fn analytics_config(
+    args: &ClickHouseArgs,
+    file: &FileConfig,
+) -> Result<Option<analytics::AnalyticsConfig>, String> {
+    let Some(url) = args
+        .clickhouse_url
+        .clone()
+        .or(file.clickhouse_url.clone())
+        .filter(|u| !u.trim().is_empty())
+    else {
+        return Ok(None);
+    };
+    let mut config = analytics::AnalyticsConfig::new(url.trim());
+    config.user = args
+        .clickhouse_user
+        .clone()
+        .or(file.clickhouse_user.clone());
+    config.password = std::env::var("FRESHLEDGER_CLICKHOUSE_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty());
+    if let Some(db) = args
+        .clickhouse_database
+        .clone()
+        .or(file.clickhouse_database.clone())
+    {
+        config.database = db;
+    }
+    config.check()?;
+    Ok(Some(config))
+}
+
 /// Where messages to account holders go unless configured.
 pub(crate) const DEFAULT_MAIL_DIR: &str = "data/mail";
 
@@ -528,6 +655,9 @@ pub(crate) struct FileConfig {
     pub(crate) kafka_replication_factor: Option<u32>,
     pub(crate) kafka_max_message_bytes: Option<u64>,
     pub(crate) kafka_options: Option<Vec<String>>,
+    pub(crate) clickhouse_url: Option<String>,
+    pub(crate) clickhouse_user: Option<String>,
+    pub(crate) clickhouse_database: Option<String>,
 }
 
 pub(crate) fn file_config(path: &Option<PathBuf>) -> Result<FileConfig, String> {

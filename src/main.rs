@@ -19,6 +19,7 @@ macro_rules! say {
     }};
 }
 
+mod analytics;
 mod app;
 mod cli;
 mod kafka;

@@ -21,6 +21,21 @@
 //! the relay's (append → acknowledged by the broker); after the run, the
 //! relay replays the whole log into fresh topics, timed beside a raw
 //! rdkafka producer sending the same messages (`relay throughput`).
+//!
+//! With `--clickhouse-url`, the server projects into ClickHouse and the lag
+//! probed is the projector's (append → acknowledged by ClickHouse); after
+//! the run, `analytics replay` rebuilds every table from the log, timed
+//! beside a raw read of the same log (`read_all` pages, and COPY on
+//! Postgres). `--report-lines N` instead fills a ClickHouse database with N
+//! synthetic order lines (through the projector's own mapping) and times
+//! every report.
+
+mod analytics;
+
+/// The server's allocator, so the raw baselines this process measures
+/// (reading the log) allocate as fast as the server does.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -87,6 +102,19 @@ struct Args {
     /// relay's replay rate is measured against a raw producer.
     #[arg(long)]
     kafka_brokers: Option<String>,
+    /// Project into this ClickHouse (http://host:8123): the lag reported
+    /// is the projector's, and a replay of the log is timed beside a raw
+    /// read of it.
+    #[arg(long)]
+    clickhouse_url: Option<String>,
+    /// With --clickhouse-url: skip the load; write this many synthetic
+    /// order lines into a fresh ClickHouse database and time each report.
+    #[arg(long)]
+    report_lines: Option<u64>,
+    /// With --clickhouse-url: skip the load; time a replay of the log of
+    /// this (kept) database beside a raw read of it.
+    #[arg(long)]
+    replay_from: Option<String>,
 }
 
 const SKUS: usize = 20;
@@ -424,12 +452,32 @@ async fn log_state(c: &Client) -> (u64, u64, u64) {
 const MODELS: &str = "('orders', 'stock', 'deliveries', 'payments', 'timers')";
 const RELAY: &str = "('kafka-relay')";
 
+/// Drops a ClickHouse database the bench made.
+async fn drop_database(url: &str, db: &str) {
+    let _ = reqwest::Client::new()
+        .post(url)
+        .body(format!("DROP DATABASE IF EXISTS {db}"))
+        .send()
+        .await;
+}
+
 /// The read models' (or the relay's) checkpoints, read straight from the
 /// database: one indexed lookup of a few rows, so probing does not load
 /// the server.
 struct Checkpoints {
     pool: Pool,
-    names: &'static str,
+    /// One number: the lowest checkpoint of what is probed.
+    sql: String,
+}
+
+/// The probe of some subscriptions' lowest checkpoint.
+fn subscriptions(names: &str) -> String {
+    format!("SELECT COALESCE(MIN(position), 0) FROM subscriptions WHERE name IN {names}")
+}
+
+/// The probe of the ClickHouse projector's lowest table position.
+fn analytics_positions(db: &str) -> String {
+    format!("SELECT COALESCE(MIN(position), 0) FROM analytics_positions WHERE name LIKE '{db}.%'")
 }
 
 enum Pool {
@@ -438,7 +486,7 @@ enum Pool {
 }
 
 impl Checkpoints {
-    async fn connect(backend: Backend, url: &str, names: &'static str) -> Checkpoints {
+    async fn connect(backend: Backend, url: &str, sql: String) -> Checkpoints {
         let pool = match backend {
             Backend::Postgres => Pool::Postgres(
                 sqlx::postgres::PgPoolOptions::new()
@@ -455,18 +503,15 @@ impl Checkpoints {
                     .expect("probe connection"),
             ),
         };
-        Checkpoints { pool, names }
+        Checkpoints { pool, sql }
     }
 
     /// The lowest checkpoint of the probed subscriptions.
     async fn lowest(&self) -> u64 {
-        let sql = format!(
-            "SELECT COALESCE(MIN(position), 0) FROM subscriptions WHERE name IN {}",
-            self.names
-        );
+        let sql = &self.sql;
         let p = match &self.pool {
-            Pool::Postgres(pool) => sqlx::query_scalar::<_, i64>(&sql).fetch_one(pool).await,
-            Pool::Sqlite(pool) => sqlx::query_scalar::<_, i64>(&sql).fetch_one(pool).await,
+            Pool::Postgres(pool) => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await,
+            Pool::Sqlite(pool) => sqlx::query_scalar::<_, i64>(sql).fetch_one(pool).await,
         };
         p.expect("checkpoints") as u64
     }
@@ -625,6 +670,14 @@ async fn baseline(url: &str, backend: Backend, clients: usize, rows: usize) -> (
 #[tokio::main]
 async fn main() {
     let mut args = Args::parse();
+    if let Some(lines) = args.report_lines {
+        let url = args
+            .clickhouse_url
+            .clone()
+            .expect("--report-lines needs --clickhouse-url");
+        analytics::report_times(&url, lines, args.keep).await;
+        return;
+    }
     let server_bin = args.server.clone().unwrap_or_else(|| {
         let me = std::env::current_exe().expect("own path");
         me.with_file_name(format!("freshledger{}", std::env::consts::EXE_SUFFIX))
@@ -634,6 +687,15 @@ async fn main() {
         "no server binary at {} (build it: cargo build --release --workspace, or pass --server)",
         server_bin.display()
     );
+    if let Some(db) = &args.replay_from {
+        let url = args
+            .clickhouse_url
+            .clone()
+            .expect("--replay-from needs --clickhouse-url");
+        let postgres = db.starts_with("postgres");
+        analytics::replay_throughput(&server_bin, db, postgres, &url).await;
+        return;
+    }
     let kind = match args.backend {
         Backend::Sqlite => testkit::Kind::Sqlite,
         Backend::Postgres => testkit::Kind::Postgres,
@@ -659,7 +721,7 @@ async fn main() {
                 .expect("a mock topic");
         }
     }
-    let kafka_flags: Vec<String> = match &args.kafka_brokers {
+    let mut flags: Vec<String> = match &args.kafka_brokers {
         Some(b) => vec![
             "--kafka-brokers".into(),
             b.clone(),
@@ -668,7 +730,16 @@ async fn main() {
         ],
         None => Vec::new(),
     };
-    let server = Server::start(&server_bin, &db.url, args.mode == Mode::Saga, &kafka_flags);
+    let ch_db = format!("bench{}", uuid::Uuid::now_v7().simple());
+    if let Some(url) = &args.clickhouse_url {
+        flags.extend([
+            "--clickhouse-url".into(),
+            url.clone(),
+            "--clickhouse-database".into(),
+            ch_db.clone(),
+        ]);
+    }
+    let server = Server::start(&server_bin, &db.url, args.mode == Mode::Saga, &flags);
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(token) = admin_token(&server.url).await {
         headers.insert(
@@ -693,9 +764,11 @@ async fn main() {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     client.acked.lock().unwrap().clear();
     let probed = if args.kafka_brokers.is_some() {
-        RELAY
+        subscriptions(RELAY)
+    } else if args.clickhouse_url.is_some() {
+        analytics_positions(&ch_db)
     } else {
-        MODELS
+        subscriptions(MODELS)
     };
     let checkpoints = Checkpoints::connect(args.backend, &db.url, probed).await;
     let prober = tokio::spawn(probe_lag(
@@ -862,6 +935,8 @@ async fn main() {
         "{}  p50 {:.1} ms, p99 {:.1} ms ({} samples)",
         if args.kafka_brokers.is_some() {
             "relay lag (acked) "
+        } else if args.clickhouse_url.is_some() {
+            "ClickHouse lag    "
         } else {
             "projection lag    "
         },
@@ -902,6 +977,11 @@ async fn main() {
     }
     if let Some(brokers) = &args.kafka_brokers {
         relay_throughput(&server_bin, &db.url, args.backend, brokers, &log).await;
+    }
+    if let Some(url) = &args.clickhouse_url {
+        analytics::replay_throughput(&server_bin, &db.url, args.backend == Backend::Postgres, url)
+            .await;
+        drop_database(url, &ch_db).await;
     }
     if args.keep {
         println!("database            kept: {}", db.url);
@@ -1019,7 +1099,7 @@ async fn relay_throughput(
     let raw = started.elapsed();
 
     // The relay, from 0, into fresh topics.
-    let checkpoints = Checkpoints::connect(backend, db, RELAY).await;
+    let checkpoints = Checkpoints::connect(backend, db, subscriptions(RELAY)).await;
     let reset = "UPDATE subscriptions SET position = 0 WHERE name = 'kafka-relay'";
     match backend {
         Backend::Postgres => {

@@ -55,7 +55,7 @@ fn help_explains_every_setting() {
 /// with every one of them is accepted (unknown keys are refused).
 #[test]
 fn help_lists_every_config_file_key() {
-    const KEYS: [(&str, &str); 37] = [
+    const KEYS: [(&str, &str); 40] = [
         ("database_url", "\"sqlite://data/x.db\""),
         ("listen", "\"127.0.0.1:0\""),
         ("snapshot_every", "100"),
@@ -93,6 +93,9 @@ fn help_lists_every_config_file_key() {
         ("kafka_replication_factor", "1"),
         ("kafka_max_message_bytes", "1000000"),
         ("kafka_options", "[\"compression.type=lz4\"]"),
+        ("clickhouse_url", "\"http://127.0.0.1:8123\""),
+        ("clickhouse_user", "\"default\""),
+        ("clickhouse_database", "\"freshledger\""),
     ];
     let serve = help(&["serve", "--help"]).replace(['\n', ' '], "");
     for (key, _) in KEYS {

@@ -2,6 +2,7 @@
 //! module a surface: the command API, GraphQL, the CLI, the saga, …).
 #![allow(dead_code)]
 
+mod analytics;
 mod api;
 mod cli;
 mod common;
