@@ -231,23 +231,11 @@ async fn replays_are_repeatable_and_answer_what_we_knew_then() {
     let head = app.log_len().await;
     assert!(head > then.len() as u64);
     let asof = database();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_freshledger"))
-        .args([
-            "--database-url",
-            &app.database_url,
-            "analytics",
-            "--clickhouse-url",
-            &ch_url(),
-        ])
-        .args([
-            "--clickhouse-database",
-            &asof,
-            "replay",
-            "--to-position",
-            &then_head.to_string(),
-        ])
-        .output()
-        .unwrap();
+    let out = cli(
+        &app,
+        &asof,
+        &["replay", "--to-position", &then_head.to_string()],
+    );
     ok(out);
     let status = ok(cli(&app, &asof, &["status", "--checksums"]));
     assert_eq!(
@@ -265,23 +253,7 @@ async fn replays_are_repeatable_and_answer_what_we_knew_then() {
         .unwrap()
         .to_string();
     let by_time = database();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_freshledger"))
-        .args([
-            "--database-url",
-            &app.database_url,
-            "analytics",
-            "--clickhouse-url",
-            &ch_url(),
-        ])
-        .args([
-            "--clickhouse-database",
-            &by_time,
-            "replay",
-            "--as-of",
-            &recorded,
-        ])
-        .output()
-        .unwrap();
+    let out = cli(&app, &by_time, &["replay", "--as-of", &recorded]);
     let said = ok(out);
     assert!(
         said.contains(&format!("up to position {then_head}")),
