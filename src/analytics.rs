@@ -193,8 +193,9 @@ pub(crate) async fn command(
                 to: *to,
                 warehouse: warehouse.clone(),
             };
-            // The database, its tables and views exist (empty at worst).
-            ch.prepare()
+            // The database, its tables and views exist (empty at worst);
+            // existing views are left as they are.
+            ch.prepare(false)
                 .await
                 .map_err(|e| AppError::Config(e.to_string()))?;
             let table = reports::run(&ch, report, &args)

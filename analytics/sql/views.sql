@@ -1,6 +1,8 @@
 -- Views of the `analytics` crate over its tables, shared by the reports.
--- `{db}` is the database. Recreated when the projector starts and after a
--- replay (a view is a stored query: it reads whatever table holds the name).
+-- `{db}` is the database. Replaced when the projector starts and after a
+-- replay (so a new definition takes effect); created if missing before a
+-- report runs. A view is a stored query: it reads whatever table holds the
+-- name, so a replay's swap needs no new view.
 
 -- One row per order line: its state, from its rows in order_lines. Every
 -- aggregate here gives the same answer when a row is there twice (a batch
@@ -10,7 +12,7 @@
 -- sold_*: what was packed (where packed) or ordered, 0 once cancelled;
 -- cancelled_minor: as ordered, once cancelled; delivered_minor: sold and
 -- delivered.
-CREATE VIEW {db}.order_line_states AS
+CREATE VIEW IF NOT EXISTS {db}.order_line_states AS
 SELECT
     order_id,
     sku,
@@ -36,7 +38,7 @@ GROUP BY order_id, sku;
 
 -- One row per order. live_lines: lines not cancelled (an order with none
 -- was cancelled entirely).
-CREATE VIEW {db}.order_states AS
+CREATE VIEW IF NOT EXISTS {db}.order_states AS
 SELECT
     order_id,
     any(customer_id) AS customer_id,

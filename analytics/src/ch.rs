@@ -69,8 +69,9 @@ impl Ch {
     }
 
     /// Checks the server answers and accepts our credentials, creates the
-    /// database if it is missing, and the live tables if they are.
-    pub async fn prepare(&self) -> Result<(), ChError> {
+    /// database, the live tables and the views that are missing; with
+    /// `replace_views`, the views anew (the projector's start).
+    pub async fn prepare(&self, replace_views: bool) -> Result<(), ChError> {
         assert!(
             valid_identifier(&self.db),
             "database names are checked at configuration"
@@ -79,7 +80,7 @@ impl Ch {
         self.exec(&format!("CREATE DATABASE IF NOT EXISTS {}", self.db))
             .await?;
         self.create_tables("").await?;
-        crate::reports::create_views(self).await
+        crate::reports::create_views(self, replace_views).await
     }
 
     /// Creates every table with `suffix` that is missing.

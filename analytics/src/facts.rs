@@ -210,14 +210,7 @@ impl Origin {
 
 /// Whether rows of `event` need its stream's first event.
 pub fn needs_origin(event: &RecordedEvent) -> bool {
-    event.stream_version > 1
-        && matches!(
-            event.stream_type.as_str(),
-            OrderEvent::STREAM_TYPE
-                | InventoryBatchEvent::STREAM_TYPE
-                | PaymentEvent::STREAM_TYPE
-                | DeliveryEvent::STREAM_TYPE
-        )
+    event.stream_version > 1 && needs_origin_type(&event.stream_type)
 }
 
 /// Whether `event`'s stream type has origins (its first event is one).

@@ -278,7 +278,7 @@ impl Analytics {
     async fn active(&self, mut lease: Lease, stop: &CancellationToken) -> Result<(), WriteError> {
         let db = self.config.database.clone();
         tokio::select! {
-            prepared = self.ch.prepare() => prepared?,
+            prepared = self.ch.prepare(true) => prepared?,
             _ = stop.cancelled() => {
                 lease.release().await;
                 return Ok(());
@@ -292,6 +292,10 @@ impl Analytics {
         let mut wake = self.store.wakeups();
         let poll = self.store.config().poll_interval;
         let mut facts = Facts::default();
+        // The tables' positions, kept between batches (each move is a
+        // compare-and-set); read again after a failed move or an idle poll
+        // interval, which is how a replay's swap is seen.
+        let mut known: Option<BTreeMap<Table, u64>> = None;
         loop {
             if stop.is_cancelled() {
                 lease.release().await;
@@ -307,12 +311,15 @@ impl Analytics {
                 refreshed = Instant::now();
             }
             wake.borrow_and_update();
-            let after: BTreeMap<Table, u64> = positions::read(&self.store, &db)
-                .await?
-                .into_iter()
-                .filter(|(_, p)| !p.swapping)
-                .map(|(t, p)| (t, p.position))
-                .collect();
+            let after = match known.take() {
+                Some(after) => after,
+                None => positions::read(&self.store, &db)
+                    .await?
+                    .into_iter()
+                    .filter(|(_, p)| !p.swapping)
+                    .map(|(t, p)| (t, p.position))
+                    .collect(),
+            };
             let Some(from) = after.values().min().copied() else {
                 // Every table is being swapped by a replay.
                 pause(stop, poll).await;
@@ -322,7 +329,8 @@ impl Analytics {
             if events.is_empty() {
                 tokio::select! {
                     _ = stop.cancelled() => {},
-                    _ = wake.changed() => {},
+                    _ = wake.changed() => known = Some(after),
+                    // Nothing woke us: a replay may have swapped tables.
                     _ = tokio::time::sleep(poll) => {},
                 }
                 continue;
@@ -343,7 +351,9 @@ impl Analytics {
                 .filter(|(_, p)| **p < to)
                 .map(|(t, p)| (*t, *p, to))
                 .collect();
-            if !positions::advance(&self.store, &db, &moves).await? {
+            if positions::advance(&self.store, &db, &moves).await? {
+                known = Some(after.into_iter().map(|(t, p)| (t, p.max(to))).collect());
+            } else {
                 tracing::debug!(
                     "analytics positions moved under the projector (a replay); reading them again"
                 );

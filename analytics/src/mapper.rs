@@ -64,7 +64,7 @@ impl Mapper {
             if wanted(Table::Events) {
                 out.events.push(facts::event_row(event));
             }
-            let any_fact = Table::ALL[1..].iter().any(|t| wanted(*t));
+            let any_fact = Table::ALL.iter().any(|t| *t != Table::Events && wanted(*t));
             if facts::is_origin(event) {
                 if let Some(origin) = Origin::of(event) {
                     self.origins.put(

@@ -141,33 +141,26 @@ async fn set_swapping(
     let mut tx = store.begin().await?;
     let at = now();
     for table in tables {
-        let args: Vec<Arg> = vec![key(db, *table).into(), at.clone().into()];
-        match position {
-            None => {
-                sql::exec(
-                    &mut tx,
-                    "UPDATE analytics_positions SET swapping = ?, updated_at = ? WHERE name = ?",
-                    &[swapping.into(), args[1].clone(), args[0].clone()],
-                )
-                .await?
-            }
-            Some(p) => {
-                sql::exec(
-                    &mut tx,
-                    "UPDATE analytics_positions SET swapping = ?, position = ?, replayed_to = ?, \
-                     replayed_at = ?, updated_at = ? WHERE name = ?",
-                    &[
-                        swapping.into(),
-                        p.into(),
-                        p.into(),
-                        args[1].clone(),
-                        args[1].clone(),
-                        args[0].clone(),
-                    ],
-                )
-                .await?
-            }
+        let name = Arg::from(key(db, *table));
+        let (sql, args): (&str, Vec<Arg>) = match position {
+            None => (
+                "UPDATE analytics_positions SET swapping = ?, updated_at = ? WHERE name = ?",
+                vec![swapping.into(), at.as_str().into(), name],
+            ),
+            Some(p) => (
+                "UPDATE analytics_positions SET swapping = ?, position = ?, replayed_to = ?, \
+                 replayed_at = ?, updated_at = ? WHERE name = ?",
+                vec![
+                    swapping.into(),
+                    p.into(),
+                    p.into(),
+                    at.as_str().into(),
+                    at.as_str().into(),
+                    name,
+                ],
+            ),
         };
+        sql::exec(&mut tx, sql, &args).await?;
     }
     tx.commit().await
 }

@@ -106,7 +106,7 @@ async fn build_and_swap(
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<u64, WriteError> {
     let db = ch.database().to_string();
-    ch.prepare().await?;
+    ch.prepare(false).await?;
     positions::ensure(store, &db).await?;
     for t in tables {
         ch.exec(&format!(
@@ -194,8 +194,9 @@ async fn build_and_swap(
 
     refresh_products(store, ch).await?;
     swap(store, ch, tables, to).await?;
-    // The views read the new tables by name; made afresh all the same.
-    crate::reports::create_views(ch).await?;
+    // The views read the new tables by name; replaced so a replay by a
+    // newer build also brings its view definitions.
+    crate::reports::create_views(ch, true).await?;
     Ok(events)
 }
 

@@ -192,11 +192,14 @@ pub fn view_statements(db: &str) -> Vec<String> {
         .collect()
 }
 
-/// Creates (or recreates) the views of `ch`'s database.
-pub async fn create_views(ch: &Ch) -> Result<(), ChError> {
-    for name in VIEW_NAMES.iter().rev() {
-        ch.exec(&format!("DROP TABLE IF EXISTS {}", ch.table(name, "")))
-            .await?;
+/// Creates the views of `ch`'s database that are missing, or with
+/// `replace` every one anew (a changed definition takes effect).
+pub async fn create_views(ch: &Ch, replace: bool) -> Result<(), ChError> {
+    if replace {
+        for name in VIEW_NAMES.iter().rev() {
+            ch.exec(&format!("DROP TABLE IF EXISTS {}", ch.table(name, "")))
+                .await?;
+        }
     }
     for statement in view_statements(ch.database()) {
         ch.exec(&statement).await?;

@@ -353,7 +353,7 @@ async fn every_report_matches_the_hand_computed_scenario_on_both_engines() {
     let mut config = analytics::AnalyticsConfig::new(url());
     config.database = db.clone();
     let ch = Ch::new(&config);
-    ch.prepare()
+    ch.prepare(true)
         .await
         .expect("ClickHouse (run scripts/services)");
     ch.insert(&ch.table(tables::PRODUCTS, ""), &products())

@@ -268,7 +268,7 @@ pub async fn report_times(url: &str, lines: u64, keep: bool) {
     let mut config = AnalyticsConfig::new(url);
     config.database = format!("benchreports{}", Uuid::now_v7().simple());
     let ch = Ch::new(&config);
-    ch.prepare().await.expect("ClickHouse");
+    ch.prepare(true).await.expect("ClickHouse");
     let products: Vec<ProductRow> = (0..SKUS)
         .map(|s| ProductRow {
             sku: sku(s),
