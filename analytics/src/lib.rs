@@ -100,31 +100,7 @@ impl AnalyticsConfig {
 }
 
 /// What the live projector is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ProjectorState {
-    /// Connecting, creating the database and tables.
-    Starting,
-    /// Holding the lease and projecting.
-    Active,
-    /// Another process holds the lease and projects.
-    Standby,
-    /// Failed; trying again after a pause.
-    Retrying,
-    Stopped,
-}
-
-impl ProjectorState {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ProjectorState::Starting => "starting",
-            ProjectorState::Active => "active",
-            ProjectorState::Standby => "standby",
-            ProjectorState::Retrying => "retrying",
-            ProjectorState::Stopped => "stopped",
-        }
-    }
-}
+pub type ProjectorState = store::WorkState;
 
 /// One table as reports show it.
 #[derive(Debug, Clone, Serialize)]

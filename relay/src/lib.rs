@@ -94,33 +94,7 @@ impl RelayConfig {
 }
 
 /// What the relay is doing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RelayState {
-    /// Connecting to Kafka, creating topics.
-    Starting,
-    /// Holding the lease and publishing.
-    Active,
-    /// Another process holds the lease and publishes.
-    Standby,
-    /// Failed; trying again after a pause.
-    Retrying,
-    /// Shut down.
-    Stopped,
-}
-
-impl RelayState {
-    /// Its name in reports (`active`, `standby`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RelayState::Starting => "starting",
-            RelayState::Active => "active",
-            RelayState::Standby => "standby",
-            RelayState::Retrying => "retrying",
-            RelayState::Stopped => "stopped",
-        }
-    }
-}
+pub type RelayState = store::WorkState;
 
 /// The relay as `/readyz` and `/api/v1/log` show it.
 #[derive(Debug, Clone, Serialize)]

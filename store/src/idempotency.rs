@@ -17,7 +17,7 @@
 use event_schemas::envelope::keys;
 use event_schemas::RecordedEvent;
 
-use crate::raw::RawEvent;
+use crate::raw::StoredEvent;
 use crate::sql::{self, JsonRow};
 use crate::{pg, sqlite, Backend, Store, StoreError};
 
@@ -166,10 +166,10 @@ impl Store {
         key: &str,
     ) -> Result<Vec<RecordedEvent>, StoreError> {
         debug_assert_eq!(keys::IDEMPOTENCY_KEY, "idempotency_key");
-        let raw: Vec<RawEvent> = match self.backend() {
+        let raw: Vec<StoredEvent> = match self.backend() {
             Backend::Postgres(pool) => pg::read_idempotency_key(pool, key).await?,
             Backend::Sqlite(pool) => sqlite::read_idempotency_key(pool, key).await?,
         };
-        raw.into_iter().map(RawEvent::into_recorded).collect()
+        raw.into_iter().map(StoredEvent::into_recorded).collect()
     }
 }

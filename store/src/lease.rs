@@ -107,6 +107,36 @@ pub enum Turn {
     Stopped,
 }
 
+/// What leased work is doing, as health reports show it (the Kafka
+/// relay, the ClickHouse projector, the audit chain keeper).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WorkState {
+    /// Taking the lease, connecting, preparing.
+    Starting,
+    /// Holding the lease and working.
+    Active,
+    /// Another process holds the lease and works.
+    Standby,
+    /// Failed; trying again after a pause.
+    Retrying,
+    /// Shut down.
+    Stopped,
+}
+
+impl WorkState {
+    /// Its name in reports (`active`, `standby`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkState::Starting => "starting",
+            WorkState::Active => "active",
+            WorkState::Standby => "standby",
+            WorkState::Retrying => "retrying",
+            WorkState::Stopped => "stopped",
+        }
+    }
+}
+
 /// How often a standing-by process tries to take the lease.
 const STANDBY_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 /// The first and the longest pause after a failure.

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use event_schemas::RecordedEvent;
 use uuid::Uuid;
 
-use crate::raw::RawEvent;
+use crate::raw::StoredEvent;
 use crate::{pg, sqlite, Backend, Store, StoreError};
 
 impl Store {
@@ -24,7 +24,7 @@ impl Store {
             }
             Backend::Sqlite(pool) => sqlite::read_all(pool, after as i64, limit as i64).await?,
         };
-        raw.into_iter().map(RawEvent::into_recorded).collect()
+        raw.into_iter().map(StoredEvent::into_recorded).collect()
     }
 
     /// Every event in `(after, up_to]`, in position order, for bulk readers
@@ -42,7 +42,50 @@ impl Store {
             }
             Backend::Sqlite(pool) => sqlite::read_range(pool, after as i64, up_to as i64).await?,
         };
-        raw.into_iter().map(RawEvent::into_recorded).collect()
+        raw.into_iter().map(StoredEvent::into_recorded).collect()
+    }
+
+    /// Every event in `(after, up_to]` as stored (not upcast), in position
+    /// order: what the audit chain hashes. `up_to` at or below a head this
+    /// store returned.
+    pub async fn read_stored(
+        &self,
+        after: u64,
+        up_to: u64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        match self.backend() {
+            Backend::Postgres(pool) => {
+                let span = up_to.saturating_sub(after) as i64;
+                pg::read_range(pool, after as i64, up_to as i64, span).await
+            }
+            Backend::Sqlite(pool) => sqlite::read_range(pool, after as i64, up_to as i64).await,
+        }
+    }
+
+    /// The events at `positions` that exist, as stored, in position order.
+    pub async fn read_stored_at(&self, positions: &[u64]) -> Result<Vec<StoredEvent>, StoreError> {
+        let positions: Vec<i64> = positions.iter().map(|&p| p as i64).collect();
+        match self.backend() {
+            Backend::Postgres(pool) => pg::read_positions(pool, &positions).await,
+            Backend::Sqlite(pool) => sqlite::read_positions(pool, &positions).await,
+        }
+    }
+
+    /// Every event of the streams `ids` of one type, in position order (one
+    /// query where a loop over [`Store::read_stream`] would make thousands).
+    pub async fn read_streams(
+        &self,
+        stream_type: &str,
+        ids: &[String],
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let raw = match self.backend() {
+            Backend::Postgres(pool) => pg::read_streams(pool, stream_type, ids).await?,
+            Backend::Sqlite(pool) => sqlite::read_streams(pool, stream_type, ids).await?,
+        };
+        raw.into_iter().map(StoredEvent::into_recorded).collect()
     }
 
     /// Every event of one stream, in stream order.
@@ -55,7 +98,7 @@ impl Store {
             Backend::Postgres(pool) => pg::read_stream(pool, stream_type, stream_id).await?,
             Backend::Sqlite(pool) => sqlite::read_stream(pool, stream_type, stream_id).await?,
         };
-        raw.into_iter().map(RawEvent::into_recorded).collect()
+        raw.into_iter().map(StoredEvent::into_recorded).collect()
     }
 
     /// Every event of one business flow, in global order.
@@ -67,7 +110,7 @@ impl Store {
             Backend::Postgres(pool) => pg::read_correlation(pool, correlation_id).await?,
             Backend::Sqlite(pool) => sqlite::read_correlation(pool, correlation_id).await?,
         };
-        raw.into_iter().map(RawEvent::into_recorded).collect()
+        raw.into_iter().map(StoredEvent::into_recorded).collect()
     }
 
     /// The highest position any reader may safely read up to now.
@@ -105,7 +148,7 @@ impl Store {
                     pg::read_range(pool, after as i64, head, limit as i64)
                         .await?
                         .into_iter()
-                        .map(RawEvent::into_recorded)
+                        .map(StoredEvent::into_recorded)
                         .collect()
                 }
                 Backend::Sqlite(_) => self.read_all(after, limit).await,

@@ -36,7 +36,7 @@ use sqlx::{PgPool, Row};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
-use crate::raw::RawEvent;
+use crate::raw::StoredEvent;
 use crate::stall::{Blocker, Horizon, REPORT_AFTER};
 use crate::StoreError;
 
@@ -44,8 +44,8 @@ pub(crate) const CHANNEL: &str = "freshledger_events";
 
 const COLUMNS: &str = "position, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
 
-fn raw(row: PgRow) -> Result<RawEvent, StoreError> {
-    Ok(RawEvent {
+fn raw(row: PgRow) -> Result<StoredEvent, StoreError> {
+    Ok(StoredEvent {
         position: row.try_get("position")?,
         aggregate_type: row.try_get("aggregate_type")?,
         aggregate_id: row.try_get("aggregate_id")?,
@@ -167,7 +167,7 @@ pub(crate) async fn read_all(
     after: i64,
     limit: i64,
     horizon: &Horizon,
-) -> Result<Vec<RawEvent>, StoreError> {
+) -> Result<Vec<StoredEvent>, StoreError> {
     // Nothing new: answer without taking an xid.
     let max: i64 = sqlx::query_scalar("SELECT COALESCE(max(position), 0) FROM events")
         .fetch_one(pool)
@@ -185,7 +185,7 @@ pub(crate) async fn read_range(
     after: i64,
     max: i64,
     limit: i64,
-) -> Result<Vec<RawEvent>, StoreError> {
+) -> Result<Vec<StoredEvent>, StoreError> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM events WHERE position > $1 AND position <= $2 ORDER BY position LIMIT $3"
     ))
@@ -201,7 +201,7 @@ pub(crate) async fn read_stream(
     pool: &PgPool,
     stream_type: &str,
     stream_id: &str,
-) -> Result<Vec<RawEvent>, StoreError> {
+) -> Result<Vec<StoredEvent>, StoreError> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = $2 ORDER BY sequence"
     ))
@@ -212,10 +212,40 @@ pub(crate) async fn read_stream(
     rows.into_iter().map(raw).collect()
 }
 
+/// Every event of the streams `ids` of one type, in log order.
+pub(crate) async fn read_streams(
+    pool: &PgPool,
+    stream_type: &str,
+    ids: &[String],
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM events WHERE aggregate_type = $1 AND aggregate_id = ANY($2) ORDER BY position"
+    ))
+    .bind(stream_type)
+    .bind(ids)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(raw).collect()
+}
+
+/// The events at `positions` (those that exist), in log order.
+pub(crate) async fn read_positions(
+    pool: &PgPool,
+    positions: &[i64],
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let rows = sqlx::query(&format!(
+        "SELECT {COLUMNS} FROM events WHERE position = ANY($1) ORDER BY position"
+    ))
+    .bind(positions)
+    .fetch_all(pool)
+    .await?;
+    rows.into_iter().map(raw).collect()
+}
+
 pub(crate) async fn read_correlation(
     pool: &PgPool,
     correlation_id: Uuid,
-) -> Result<Vec<RawEvent>, StoreError> {
+) -> Result<Vec<StoredEvent>, StoreError> {
     read_where(
         pool,
         "correlation_id = $1::uuid",
@@ -227,7 +257,7 @@ pub(crate) async fn read_correlation(
 pub(crate) async fn read_idempotency_key(
     pool: &PgPool,
     key: &str,
-) -> Result<Vec<RawEvent>, StoreError> {
+) -> Result<Vec<StoredEvent>, StoreError> {
     read_where(pool, "metadata ->> 'idempotency_key' = $1", key).await
 }
 
@@ -237,7 +267,7 @@ async fn read_where(
     pool: &PgPool,
     condition: &str,
     value: &str,
-) -> Result<Vec<RawEvent>, StoreError> {
+) -> Result<Vec<StoredEvent>, StoreError> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM events WHERE {condition} ORDER BY position"
     ))

@@ -12,8 +12,11 @@ use uuid::Uuid;
 
 use crate::StoreError;
 
-/// A row of the events table, before upcasting.
-pub(crate) struct RawEvent {
+/// A row of the events table as it is stored: before upcasting, with its
+/// metadata map as written. What auditors hash (the `audit` crate): the
+/// stored form does not change when the code's upcasters do.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredEvent {
     pub position: i64,
     pub aggregate_type: String,
     pub aggregate_id: String,
@@ -25,8 +28,9 @@ pub(crate) struct RawEvent {
     pub recorded_at: DateTime<Utc>,
 }
 
-impl RawEvent {
-    pub(crate) fn into_recorded(self) -> Result<RecordedEvent, StoreError> {
+impl StoredEvent {
+    /// The envelope every consumer sees (upcast to the current version).
+    pub fn into_recorded(self) -> Result<RecordedEvent, StoreError> {
         let position = self.position;
         let corrupt = |reason: String| StoreError::Corrupt { position, reason };
         // Moved, never cloned: a replay decodes every event of the log.

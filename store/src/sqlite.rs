@@ -12,7 +12,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, SqlitePool};
 use uuid::Uuid;
 
-use crate::raw::RawEvent;
+use crate::raw::StoredEvent;
 use crate::StoreError;
 
 const COLUMNS: &str = "position, aggregate_type, aggregate_id, sequence, event_type, event_version, payload, metadata, recorded_at";
@@ -24,10 +24,10 @@ fn json(position: i64, s: &str) -> Result<Value, StoreError> {
     })
 }
 
-fn raw(row: SqliteRow) -> Result<RawEvent, StoreError> {
+fn raw(row: SqliteRow) -> Result<StoredEvent, StoreError> {
     let position: i64 = row.try_get("position")?;
     let recorded: String = row.try_get("recorded_at")?;
-    Ok(RawEvent {
+    Ok(StoredEvent {
         position,
         aggregate_type: row.try_get("aggregate_type")?,
         aggregate_id: row.try_get("aggregate_id")?,
@@ -55,7 +55,7 @@ pub(crate) async fn read_all(
     pool: &SqlitePool,
     after: i64,
     limit: i64,
-) -> Result<Vec<RawEvent>, StoreError> {
+) -> Result<Vec<StoredEvent>, StoreError> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM events WHERE position > ? ORDER BY position LIMIT ?"
     ))
@@ -72,7 +72,7 @@ pub(crate) async fn read_range(
     pool: &SqlitePool,
     after: i64,
     up_to: i64,
-) -> Result<Vec<RawEvent>, StoreError> {
+) -> Result<Vec<StoredEvent>, StoreError> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM events WHERE position > ? AND position <= ? ORDER BY position"
     ))
@@ -87,7 +87,7 @@ pub(crate) async fn read_stream(
     pool: &SqlitePool,
     stream_type: &str,
     stream_id: &str,
-) -> Result<Vec<RawEvent>, StoreError> {
+) -> Result<Vec<StoredEvent>, StoreError> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM events WHERE aggregate_type = ? AND aggregate_id = ? ORDER BY sequence"
     ))
@@ -98,17 +98,63 @@ pub(crate) async fn read_stream(
     rows.into_iter().map(raw).collect()
 }
 
+/// Every event of the streams `ids` of one type, in log order.
+pub(crate) async fn read_streams(
+    pool: &SqlitePool,
+    stream_type: &str,
+    ids: &[String],
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut out = Vec::new();
+    // Within SQLite's limit on bound parameters.
+    for chunk in ids.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events WHERE aggregate_type = ? AND aggregate_id IN ({marks})"
+        );
+        let mut q = sqlx::query(&sql).bind(stream_type);
+        for id in chunk {
+            q = q.bind(id);
+        }
+        for row in q.fetch_all(pool).await? {
+            out.push(raw(row)?);
+        }
+    }
+    out.sort_by_key(|e| e.position);
+    Ok(out)
+}
+
+/// The events at `positions` (those that exist), in log order.
+pub(crate) async fn read_positions(
+    pool: &SqlitePool,
+    positions: &[i64],
+) -> Result<Vec<StoredEvent>, StoreError> {
+    let mut out = Vec::new();
+    for chunk in positions.chunks(500) {
+        let marks = vec!["?"; chunk.len()].join(", ");
+        let sql = format!("SELECT {COLUMNS} FROM events WHERE position IN ({marks})");
+        let mut q = sqlx::query(&sql);
+        for p in chunk {
+            q = q.bind(p);
+        }
+        for row in q.fetch_all(pool).await? {
+            out.push(raw(row)?);
+        }
+    }
+    out.sort_by_key(|e| e.position);
+    Ok(out)
+}
+
 pub(crate) async fn read_correlation(
     pool: &SqlitePool,
     correlation_id: Uuid,
-) -> Result<Vec<RawEvent>, StoreError> {
+) -> Result<Vec<StoredEvent>, StoreError> {
     read_where(pool, "correlation_id = ?", &correlation_id.to_string()).await
 }
 
 pub(crate) async fn read_idempotency_key(
     pool: &SqlitePool,
     key: &str,
-) -> Result<Vec<RawEvent>, StoreError> {
+) -> Result<Vec<StoredEvent>, StoreError> {
     read_where(pool, "json_extract(metadata, '$.idempotency_key') = ?", key).await
 }
 
@@ -117,7 +163,7 @@ async fn read_where(
     pool: &SqlitePool,
     condition: &str,
     value: &str,
-) -> Result<Vec<RawEvent>, StoreError> {
+) -> Result<Vec<StoredEvent>, StoreError> {
     let rows = sqlx::query(&format!(
         "SELECT {COLUMNS} FROM events WHERE {condition} ORDER BY position"
     ))
