@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 use write_side::WriteSide;
 
 use crate::cli::{self, Cli, Command, ProjectionsCommand, SagaSettings};
-use crate::{analytics, kafka};
+use crate::{analytics, audit, kafka};
 
 /// Why the binary stops with an error.
 #[derive(Debug, thiserror::Error)]
@@ -45,6 +45,20 @@ pub(crate) async fn run(cli: Cli) -> Result<(), AppError> {
         .command
         .expect("serve was given");
     let command = cli.command.as_ref().unwrap_or(&default);
+    // An export is verified offline: no database is opened.
+    if let Command::Audit {
+        command:
+            cli::AuditCommand::Verify {
+                file: Some(export),
+                public_key,
+                json,
+                ..
+            },
+        ..
+    } = command
+    {
+        return audit::verify_file(export, public_key, *json);
+    }
     let store = Store::connect(cli::store_config(&cli, &file))
         .await
         .map_err(store_err("opening the event store"))?;
@@ -75,6 +89,16 @@ pub(crate) async fn run(cli: Cli) -> Result<(), AppError> {
             let config = cli::analytics_config(clickhouse, &file).map_err(AppError::Config)?;
             analytics::command(&store, config, command).await?
         }
+        Command::Audit { audit, command } => {
+            let url = store.config().url.clone();
+            let key = cli::audit_key(audit, &file, &url, false).map_err(AppError::Config)?;
+            let mut config = ::audit::AuditConfig::new(key);
+            config.checkpoint_sink = cli::audit_config_sink(audit, &file);
+            let chain = ::audit::Audit::new(&store, config)
+                .await
+                .map_err(store_err("preparing the audit chain"))?;
+            audit::command(&store, &chain, command).await?
+        }
         Command::Migrate => say!("migrated"),
         Command::DemoData => {
             let write = WriteSide::new(&store, Arc::new(SystemClock));
@@ -98,6 +122,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), AppError> {
             identity,
             kafka,
             clickhouse,
+            audit,
         } => {
             let (limits, backdate_window) = cli::limits(limits, &file).map_err(AppError::Config)?;
             let manual = clock.as_deref() == Some("manual");
@@ -131,6 +156,8 @@ pub(crate) async fn run(cli: Cli) -> Result<(), AppError> {
                 identity: cli::identity_config(identity, &file).map_err(AppError::Config)?,
                 relay: cli::relay_config(kafka, &file).map_err(AppError::Config)?,
                 analytics: cli::analytics_config(clickhouse, &file).map_err(AppError::Config)?,
+                audit: cli::audit_config(audit, &file, &store.config().url)
+                    .map_err(AppError::Config)?,
             };
             serve(&store, settings).await?;
         }
@@ -156,6 +183,8 @@ struct Serve {
     relay: Option<relay::RelayConfig>,
     /// The ClickHouse projector, when a URL is configured.
     analytics: Option<::analytics::AnalyticsConfig>,
+    /// The audit chain, unless this process does not keep it.
+    audit: Option<::audit::AuditConfig>,
 }
 
 async fn serve(store: &Store, settings: Serve) -> Result<(), AppError> {
@@ -227,6 +256,13 @@ async fn serve(store: &Store, settings: Serve) -> Result<(), AppError> {
             .map_err(store_err("preparing the ClickHouse projector"))?;
         workers.push(projector.spawn(stop.clone()));
         state = state.with_integration(analytics::integration(&projector));
+    }
+    if let Some(config) = settings.audit {
+        let chain = ::audit::Audit::new(store, config)
+            .await
+            .map_err(store_err("preparing the audit chain"))?;
+        workers.push(chain.spawn(stop.clone()));
+        state = state.with_integration(audit::integration(&chain));
     }
     let shutdown = shutdown_signal();
     // Tests and scripts read this line to find a port chosen by the OS.

@@ -30,8 +30,9 @@ pub(crate) struct Cli {
     /// oidc_audience, oidc_jwks_url, oidc_role_claim, oidc_roles,
     /// oidc_warehouses_claim, kafka_brokers, kafka_topic_prefix,
     /// kafka_partitions, kafka_replication_factor, kafka_max_message_bytes,
-    /// kafka_options, clickhouse_url, clickhouse_user, clickhouse_database
-    /// (the flags' names with underscores).
+    /// kafka_options, clickhouse_url, clickhouse_user, clickhouse_database,
+    /// audit_chain, audit_key_file, audit_checkpoint_events, audit_checkpoint_seconds,
+    /// audit_checkpoint_file (the flags' names with underscores).
     #[arg(long, env = "FRESHLEDGER_CONFIG", global = true)]
     pub(crate) config: Option<PathBuf>,
 
@@ -85,6 +86,8 @@ pub(crate) enum Command {
         kafka: KafkaArgs,
         #[command(flatten)]
         clickhouse: ClickHouseArgs,
+        #[command(flatten)]
+        audit: AuditArgs,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -107,6 +110,201 @@ pub(crate) enum Command {
         #[command(subcommand)]
         command: AnalyticsCommand,
     },
+    /// The audit trail: the hash chain's state, verification (online or of
+    /// an export, offline), exports, checkpoints, lot recall.
+    Audit {
+        #[command(flatten)]
+        audit: AuditArgs,
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum AuditCommand {
+    /// Where the chain stands, its last checkpoint and the signing key.
+    Status,
+    /// Bring the chain up to the head now and sign a checkpoint there
+    /// (what a running server does continuously).
+    Sync,
+    /// Recompute the chain, check every link and signature, and name the
+    /// first bad position and why. Exit status 1 when anything is wrong.
+    Verify {
+        /// Checkpoints kept outside the database (JSON lines, as
+        /// --audit-checkpoint-file or `audit checkpoints` write them):
+        /// verification starts at the first and must meet every one.
+        #[arg(long)]
+        from_checkpoint: Option<PathBuf>,
+        /// The public key checkpoints must be signed with (PEM, hex or
+        /// base64url) [default: the configured signing key's].
+        #[arg(long)]
+        public_key: Option<PathBuf>,
+        /// Verify this export instead of the database (no database is
+        /// opened).
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write positions FROM..=TO, their links and checkpoints as a
+    /// self-contained JSON-lines file (`audit verify --file` checks it).
+    Export {
+        #[arg(long)]
+        from: u64,
+        #[arg(long)]
+        to: u64,
+        /// The file to write [default: standard output].
+        #[arg(long)]
+        output: Option<PathBuf>,
+    },
+    /// Print the signed checkpoints as JSON lines.
+    Checkpoints {
+        /// Only those after this position.
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+    },
+    /// Print the public key of the configured signing key (PEM).
+    PublicKey,
+    /// Every order line a batch (or a supplier's batches received in a
+    /// period) fed, and the delivery and customer each reached.
+    Recall {
+        #[arg(
+            long,
+            required_unless_present = "supplier",
+            conflicts_with = "supplier"
+        )]
+        batch: Option<String>,
+        #[arg(long, requires_all = ["from", "to"])]
+        supplier: Option<String>,
+        /// Received from (RFC 3339 or a date).
+        #[arg(long, value_parser = parse_moment)]
+        from: Option<chrono::DateTime<chrono::Utc>>,
+        /// Received before (RFC 3339 or a date).
+        #[arg(long, value_parser = parse_moment)]
+        to: Option<chrono::DateTime<chrono::Utc>>,
+        /// csv or json [default: csv].
+        #[arg(long, default_value = "csv", value_parser = ["csv", "json"])]
+        format: String,
+    },
+}
+
+/// The audit chain's settings.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub(crate) struct AuditArgs {
+    /// Keep the audit chain in this process (with several processes on one
+    /// database, one keeps it and the others stand by). Off, nothing keeps
+    /// it here; `freshledger audit sync` catches it up [default: true].
+    #[arg(long, env = "FRESHLEDGER_AUDIT_CHAIN")]
+    pub(crate) audit_chain: Option<bool>,
+    /// The Ed25519 key that signs checkpoints (PKCS#8 PEM, e.g. from
+    /// `openssl genpkey -algorithm ed25519`); FRESHLEDGER_AUDIT_KEY may
+    /// hold the PEM itself. [default: on SQLite, audit-key.pem beside the
+    /// database, generated on first start; on Postgres, none: checkpoints
+    /// are recorded unsigned]
+    #[arg(long, env = "FRESHLEDGER_AUDIT_KEY_FILE")]
+    pub(crate) audit_key_file: Option<PathBuf>,
+    /// Sign a checkpoint at least every this many events [default: 1000].
+    #[arg(long, env = "FRESHLEDGER_AUDIT_CHECKPOINT_EVENTS", value_parser = clap::value_parser!(u64).range(1..=10_000_000))]
+    pub(crate) audit_checkpoint_events: Option<u64>,
+    /// ... and at least this often while the log grows, in seconds
+    /// [default: 60].
+    #[arg(long, env = "FRESHLEDGER_AUDIT_CHECKPOINT_SECONDS", value_parser = clap::value_parser!(u64).range(1..=86_400))]
+    pub(crate) audit_checkpoint_seconds: Option<u64>,
+    /// Also append every checkpoint to this file (JSON lines; `-` for
+    /// standard output), so they live outside the database.
+    #[arg(long, env = "FRESHLEDGER_AUDIT_CHECKPOINT_FILE")]
+    pub(crate) audit_checkpoint_file: Option<PathBuf>,
+}
+
+/// Where the embedded default keeps its audit key: beside the database.
+fn default_key_path(database_url: &str) -> Option<PathBuf> {
+    let path = database_url.strip_prefix("sqlite://")?;
+    let path = std::path::Path::new(path.split('?').next().unwrap_or(path));
+    Some(path.with_file_name("audit-key.pem"))
+}
+
+/// The signing key: FRESHLEDGER_AUDIT_KEY (the PEM), the key file, or on
+/// SQLite the default file (generated when `create`, with a warning).
+pub(crate) fn audit_key(
+    args: &AuditArgs,
+    file: &FileConfig,
+    database_url: &str,
+    create: bool,
+) -> Result<Option<audit::AuditKey>, String> {
+    if let Some(pem) = std::env::var("FRESHLEDGER_AUDIT_KEY")
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+    {
+        return audit::AuditKey::from_pem(&pem)
+            .map(Some)
+            .map_err(|e| format!("FRESHLEDGER_AUDIT_KEY: {e}"));
+    }
+    if let Some(path) = args.audit_key_file.clone().or(file.audit_key_file.clone()) {
+        return audit::AuditKey::load_or_create(&path, false)
+            .map(|(k, _)| Some(k))
+            .map_err(|e| format!("audit_key_file: {e} (create one with `openssl genpkey -algorithm ed25519 -out {}`)", path.display()));
+    }
+    let Some(path) = default_key_path(database_url) else {
+        return Ok(None);
+    };
+    if !create && !path.exists() {
+        return Ok(None);
+    }
+    let (key, created) = audit::AuditKey::load_or_create(&path, create)?;
+    if created {
+        tracing::warn!(
+            path = %path.display(),
+            public_key = %key.public().encoded(),
+            "generated a new audit signing key: keep its public key (`freshledger audit public-key`) somewhere this machine cannot change, and configure a key of your own (--audit-key-file) in production"
+        );
+    }
+    Ok(Some(key))
+}
+
+/// Where checkpoints are copied besides the database.
+pub(crate) fn audit_config_sink(args: &AuditArgs, file: &FileConfig) -> audit::CheckpointSink {
+    match args
+        .audit_checkpoint_file
+        .clone()
+        .or(file.audit_checkpoint_file.clone())
+    {
+        None => audit::CheckpointSink::None,
+        Some(p) if p.as_os_str() == "-" => audit::CheckpointSink::Stdout,
+        Some(p) => audit::CheckpointSink::File(p),
+    }
+}
+
+/// The audit chain's settings, resolved; `None` when this process does
+/// not keep the chain.
+pub(crate) fn audit_config(
+    args: &AuditArgs,
+    file: &FileConfig,
+    database_url: &str,
+) -> Result<Option<audit::AuditConfig>, String> {
+    if !args.audit_chain.or(file.audit_chain).unwrap_or(true) {
+        return Ok(None);
+    }
+    let key = audit_key(args, file, database_url, true)?;
+    if key.is_none() {
+        tracing::warn!("no audit signing key configured (--audit-key-file or FRESHLEDGER_AUDIT_KEY): the chain's checkpoints are recorded unsigned");
+    }
+    let mut config = audit::AuditConfig::new(key);
+    if let Some(n) = args
+        .audit_checkpoint_events
+        .or(file.audit_checkpoint_events)
+    {
+        config.checkpoint_every = within("audit_checkpoint_events", n, 1..=10_000_000)?;
+    }
+    if let Some(s) = args
+        .audit_checkpoint_seconds
+        .or(file.audit_checkpoint_seconds)
+    {
+        config.checkpoint_period =
+            Duration::from_secs(within("audit_checkpoint_seconds", s, 1..=86_400)?);
+    }
+    config.checkpoint_sink = audit_config_sink(args, file);
+    Ok(Some(config))
 }
 
 #[derive(Debug, Subcommand)]
@@ -658,6 +856,11 @@ pub(crate) struct FileConfig {
     pub(crate) clickhouse_url: Option<String>,
     pub(crate) clickhouse_user: Option<String>,
     pub(crate) clickhouse_database: Option<String>,
+    pub(crate) audit_chain: Option<bool>,
+    pub(crate) audit_key_file: Option<PathBuf>,
+    pub(crate) audit_checkpoint_events: Option<u64>,
+    pub(crate) audit_checkpoint_seconds: Option<u64>,
+    pub(crate) audit_checkpoint_file: Option<PathBuf>,
 }
 
 pub(crate) fn file_config(path: &Option<PathBuf>) -> Result<FileConfig, String> {

@@ -21,6 +21,7 @@ macro_rules! say {
 
 mod analytics;
 mod app;
+mod audit;
 mod cli;
 mod kafka;
 

@@ -19,15 +19,7 @@ pub async fn replay_throughput(bin: &std::path::Path, db: &str, postgres: bool, 
     let store = store::Store::connect(store::StoreConfig::new(db))
         .await
         .expect("the bench database");
-    let started = Instant::now();
-    let (mut after, mut events) = (0, 0u64);
-    loop {
-        let page = store.read_all(after, 10_000).await.expect("read_all");
-        let Some(last) = page.last() else { break };
-        after = last.global_position;
-        events += page.len() as u64;
-    }
-    let read = started.elapsed();
+    let (events, read) = super::read_all_timed(&store).await;
     // The same ranges, four read at once on their own tasks (what the
     // replay's reader does).
     let head = store.head().await.expect("head");

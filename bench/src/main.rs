@@ -31,6 +31,7 @@
 //! every report.
 
 mod analytics;
+mod audit;
 
 /// The server's allocator, so the raw baselines this process measures
 /// (reading the log) allocate as fast as the server does.
@@ -115,6 +116,18 @@ struct Args {
     /// this (kept) database beside a raw read of it.
     #[arg(long)]
     replay_from: Option<String>,
+    /// Skip the load; bring the audit chain of this database up to its
+    /// head (`audit sync`), then time `audit verify` beside raw reads of the
+    /// same log.
+    #[arg(long)]
+    audit_verify_from: Option<String>,
+    /// Run this many order lifecycles (placed to delivered, by hand) on
+    /// ONE batch, then time its lot recall (JSON and CSV) over HTTP.
+    #[arg(long)]
+    recall_orders: Option<usize>,
+    /// An extra flag for the server (repeatable), e.g. `--server-arg=--audit-chain=false`.
+    #[arg(long, allow_hyphen_values = true)]
+    server_arg: Vec<String>,
 }
 
 const SKUS: usize = 20;
@@ -301,6 +314,20 @@ impl Client {
         let r = self.http.get(format!("{}{path}", self.url)).send().await;
         r.expect("GET").json().await.expect("JSON")
     }
+}
+
+/// The whole log read with `read_all` pages, one after another (as
+/// subscribers read): how many events, and how long it took.
+async fn read_all_timed(store: &store::Store) -> (u64, Duration) {
+    let started = Instant::now();
+    let (mut after, mut events) = (0, 0u64);
+    loop {
+        let page = store.read_all(after, 10_000).await.expect("read_all");
+        let Some(last) = page.last() else { break };
+        after = last.global_position;
+        events += page.len() as u64;
+    }
+    (events, started.elapsed())
 }
 
 fn eur(minor: i64) -> Value {
@@ -687,6 +714,10 @@ async fn main() {
         "no server binary at {} (build it: cargo build --release --workspace, or pass --server)",
         server_bin.display()
     );
+    if let Some(db) = &args.audit_verify_from {
+        audit::verify_throughput(&server_bin, db).await;
+        return;
+    }
     if let Some(db) = &args.replay_from {
         let url = args
             .clickhouse_url
@@ -739,6 +770,7 @@ async fn main() {
             ch_db.clone(),
         ]);
     }
+    flags.extend(args.server_arg.iter().cloned());
     let server = Server::start(&server_bin, &db.url, args.mode == Mode::Saga, &flags);
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(token) = admin_token(&server.url).await {
@@ -758,6 +790,36 @@ async fn main() {
         acked: Arc::new(Mutex::new(Vec::new())),
     };
     let stock = Arc::new(seed(&client).await);
+    if let Some(n) = args.recall_orders {
+        let (sku, batches) = stock[0].clone();
+        let batch = batches[0].clone();
+        let started = Instant::now();
+        let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..args.clients {
+            let (c, sku, batch, next) = (client.clone(), sku.clone(), batch.clone(), next.clone());
+            tasks.push(tokio::spawn(async move {
+                while next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < n {
+                    lifecycle(&c, &sku, &batch).await;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.expect("a lifecycle task");
+        }
+        println!(
+            "recall load         {n} orders placed to delivered on one batch in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
+        audit::recall_times(&client.http, &client.url, &batch, n).await;
+        server.stop();
+        if args.keep {
+            println!("database            kept: {}", db.url);
+        } else {
+            db.remove().await;
+        }
+        return;
+    }
     client.latencies.lock().unwrap().clear();
     let (_, events_before, _) = log_state(&client).await;
 

@@ -4,6 +4,7 @@
 //! same route table that builds the router.
 
 pub mod accounts;
+mod auditors;
 pub mod auth;
 pub mod demo;
 pub mod deprecation;
@@ -182,6 +183,10 @@ api! {
     get "/api/v1/events" => h::events, access: ADMIN, body: (), resp: Vec<RecordedEvent>, errors: (), codes: [422 "invalid_limit"], ok: 200, tag: "audit", "The global log, in position order (?after=&limit=)";
     get "/api/v1/streams/{stream_type}/{stream_id}/events" => h::stream_events, access: ADMIN, body: (), resp: Vec<RecordedEvent>, errors: (), codes: [404 "unknown_stream_type", 404 "stream_not_found"], ok: 200, tag: "audit", "One stream's events";
     get "/api/v1/correlations/{correlation_id}/events" => h::correlation_events, access: ADMIN, body: (), resp: Vec<RecordedEvent>, errors: (), codes: [], ok: 200, tag: "audit", "Every event of one business flow";
+    get "/api/v1/audit/events" => auditors::events, access: ADMIN, body: (), resp: auditors::AuditEventPage, errors: (), codes: [400 "invalid_query", 422 "invalid_limit", 422 "invalid_range"], ok: 200, tag: "audit", "Events by actor, occurred_at or recorded_at range, event type, stream or correlation, paginated (?after=&limit=)";
+    get "/api/v1/audit/streams/{stream_type}/{stream_id}/state" => auditors::stream_state, access: ADMIN, body: (), resp: auditors::StreamStateView, errors: (), codes: [400 "invalid_query", 404 "unknown_stream_type", 404 "stream_not_found"], ok: 200, tag: "audit", "A stream's state as of a position (?position=) or a moment (?at=), replayed from the log";
+    get "/api/v1/audit/recall" => auditors::recall, access: ADMIN, body: (), resp: audit::queries::Recall, errors: (), codes: [400 "invalid_query", 422 "invalid_recall", 422 "invalid_range", 422 "invalid_format"], ok: 200, tag: "audit", "Lot recall: every order line, delivery and customer a batch (?batch_id=) or a supplier's batches (?supplier_id=&from=&to=) reached; ?format=csv for CSV";
+    get "/api/v1/audit/checkpoints" => auditors::checkpoints, access: ADMIN, body: (), resp: Vec<audit::Checkpoint>, errors: (), codes: [400 "invalid_query"], ok: 200, tag: "audit", "The audit chain's signed checkpoints (?after=)";
     post "/api/v1/clock" => h::move_clock, access: ADMIN, body: ClockChange, resp: ClockNow, errors: (), codes: [404 "clock_not_controllable", 422 "clock_backwards"], ok: 200, tag: "operations", "Move the manual clock (only with serve --clock manual)";
     post "/api/v1/auth/sign-up" => accounts::sign_up, access: PUBLIC, body: identity::SignUp, resp: identity::AccountView, errors: IdentityError, codes: [], ok: 201, tag: "identity", "A customer signs up (a verification message goes to the address)";
     post "/api/v1/auth/login" => accounts::login, access: PUBLIC, body: accounts::Login, resp: identity::LoginOutcome, errors: IdentityError, codes: [], ok: 200, tag: "identity", "Sign in with email and password: tokens, or an MFA challenge";

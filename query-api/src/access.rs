@@ -22,6 +22,9 @@ pub const FIELDS: &[(&str, Access)] = &[
     ("stockByWarehouse", STAFF),
     ("payments", CUSTOMER),
     ("orderStatus", CUSTOMER_STAFF),
+    ("auditEvents", ADMIN),
+    ("streamStateAsOf", ADMIN),
+    ("lotRecall", ADMIN),
 ];
 
 /// The rule of a root field.

@@ -4,6 +4,7 @@
 //! the global position a command returned.
 
 pub mod access;
+mod audit;
 mod graphiql;
 mod http;
 mod model;

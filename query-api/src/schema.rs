@@ -14,17 +14,23 @@ use crate::access::{access, guard, roles_of, signed, warehouse_scope};
 use crate::model::*;
 use crate::{MAX_COMPLEXITY, MAX_DEPTH, MAX_PAGE, READ_YOUR_WRITES_TIMEOUT};
 
-pub type FreshledgerSchema = Schema<Query, EmptyMutation, SubscriptionRoot>;
+/// Every root query field: the storefront's and back-office's, and the
+/// auditors' ([`crate::audit`]).
+#[derive(async_graphql::MergedObject, Default)]
+#[graphql(name = "Query")]
+pub struct QueryRoot(Query, crate::audit::AuditQuery);
+
+pub type FreshledgerSchema = Schema<QueryRoot, EmptyMutation, SubscriptionRoot>;
 
 /// The schema in SDL, as committed in `query-api/schema.graphql`.
 pub fn sdl() -> String {
-    Schema::build(Query, EmptyMutation, SubscriptionRoot)
+    Schema::build(QueryRoot::default(), EmptyMutation, SubscriptionRoot)
         .finish()
         .sdl()
 }
 
 pub fn build_schema(store: Store) -> FreshledgerSchema {
-    Schema::build(Query, EmptyMutation, SubscriptionRoot)
+    Schema::build(QueryRoot::default(), EmptyMutation, SubscriptionRoot)
         .data(store)
         .limit_depth(MAX_DEPTH)
         .limit_complexity(MAX_COMPLEXITY)
@@ -275,9 +281,10 @@ impl Order {
     }
 }
 
+#[derive(Default)]
 pub struct Query;
 
-#[Object]
+#[Object(name = "StorefrontQuery")]
 impl Query {
     /// The catalogue with live availability per warehouse. Only batches not
     /// expired, and with at least `minShelfLifeDays` left, count.

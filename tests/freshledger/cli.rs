@@ -55,7 +55,7 @@ fn help_explains_every_setting() {
 /// with every one of them is accepted (unknown keys are refused).
 #[test]
 fn help_lists_every_config_file_key() {
-    const KEYS: [(&str, &str); 40] = [
+    const KEYS: [(&str, &str); 45] = [
         ("database_url", "\"sqlite://data/x.db\""),
         ("listen", "\"127.0.0.1:0\""),
         ("snapshot_every", "100"),
@@ -96,6 +96,11 @@ fn help_lists_every_config_file_key() {
         ("clickhouse_url", "\"http://127.0.0.1:8123\""),
         ("clickhouse_user", "\"default\""),
         ("clickhouse_database", "\"freshledger\""),
+        ("audit_chain", "true"),
+        ("audit_key_file", "\"data/audit-key.pem\""),
+        ("audit_checkpoint_events", "1000"),
+        ("audit_checkpoint_seconds", "60"),
+        ("audit_checkpoint_file", "\"data/checkpoints.jsonl\""),
     ];
     let serve = help(&["serve", "--help"]).replace(['\n', ' '], "");
     for (key, _) in KEYS {

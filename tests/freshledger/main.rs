@@ -4,6 +4,7 @@
 
 mod analytics;
 mod api;
+mod audit;
 mod cli;
 mod common;
 mod contention;
