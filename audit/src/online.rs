@@ -131,7 +131,13 @@ pub async fn verify(
         }
         progress(up_to - anchor, total);
     }
-    Ok(v.finish(last_event))
+    // Where the log ends: its last event read, or (none past the anchor)
+    // its head, which may lie before a trusted anchor it should reach.
+    Ok(v.finish(if last_event > anchor {
+        last_event
+    } else {
+        head
+    }))
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -336,6 +336,16 @@ impl Verifier {
     /// Ends at `end` (the log's last position): the checkpoints left name
     /// positions the log no longer reaches.
     pub fn finish(mut self, end: u64) -> Report {
+        if end < self.report.anchor {
+            self.find(
+                self.report.anchor,
+                Problem::Truncated,
+                format!(
+                    "the log ends at {end}, before the trusted checkpoint at {} it must reach",
+                    self.report.anchor
+                ),
+            );
+        }
         self.checkpoints_before(end + 1);
         self.report.end = self.report.end.max(end);
         let rest: Vec<_> = self.checkpoints.drain(..).collect();
@@ -537,6 +547,17 @@ mod tests {
             r.findings
         );
         assert_eq!(r.findings.len(), 1, "{:?}", r.findings);
+    }
+
+    #[test]
+    fn a_log_that_ends_before_its_trusted_start_is_truncated() {
+        let (_, l, _, k) = log();
+        let v = Verifier::new(8, l[7].hash, Vec::new(), 5, Some(k.public()));
+        let r = v.finish(5);
+        assert_eq!(
+            r.first().map(|f| (f.position, f.problem)),
+            Some((8, Problem::Truncated))
+        );
     }
 
     #[test]

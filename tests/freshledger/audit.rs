@@ -1097,3 +1097,73 @@ fn bad_audit_settings_are_refused_at_start() {
     }
     std::fs::remove_dir_all(&dir).ok();
 }
+
+/// The least-privilege setup README.md documents for Postgres works: the
+/// owner migrates, the server runs as a role that may append to the log but
+/// neither change, delete nor truncate it, nor switch its triggers off.
+#[tokio::test]
+async fn the_server_runs_as_a_role_that_cannot_change_the_log() {
+    let db = testkit::TestDb::new(Backend::Postgres, "app").await;
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_freshledger"))
+        .args(["--database-url", &db.url, "migrate"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let role = format!(
+        "fl_app_{}",
+        &uuid::Uuid::now_v7().simple().to_string()[20..]
+    );
+    let dbname = db.url.rsplit('/').next().unwrap().to_string();
+    let mut owner = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    // The grants of README.md, "Least privilege on Postgres".
+    for sql in [
+        format!("CREATE ROLE {role} LOGIN PASSWORD 'app-password'"),
+        format!("GRANT CONNECT ON DATABASE {dbname} TO {role}"),
+        format!("GRANT USAGE, CREATE ON SCHEMA public TO {role}"),
+        format!("GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}"),
+        format!("REVOKE UPDATE, DELETE, TRUNCATE ON events FROM {role}"),
+        format!("GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}"),
+    ] {
+        sqlx::query(&sql).execute(&mut owner).await.unwrap();
+    }
+    let app_url = db
+        .url
+        .replacen("postgres@", &format!("{role}:app-password@"), 1);
+    assert_ne!(app_url, db.url);
+    let app = spawn_on(&app_url, &["--demo-data", "false"]).await;
+    app.register_places().await;
+    app.register_supplier("SUP-VENLO-FRESH").await;
+    app.put_product("APL-GALA", "Gala apples", "per_kg", 299)
+        .await;
+    app.send("/api/v1/batches", batch_body("SUP-VENLO-FRESH"), 201)
+        .await;
+    chained(&app).await;
+    let mut c = sqlx::PgConnection::connect(&app_url).await.unwrap();
+    for (sql, says) in [
+        ("UPDATE events SET payload = payload", "permission denied"),
+        ("DELETE FROM events", "permission denied"),
+        ("TRUNCATE events", "permission denied"),
+        ("ALTER TABLE events DISABLE TRIGGER USER", "must be owner"),
+        ("DROP TRIGGER events_append_only ON events", "must be owner"),
+    ] {
+        let e = sqlx::query(sql).execute(&mut c).await.unwrap_err();
+        assert!(e.to_string().contains(says), "{sql}: {e}");
+    }
+    c.close().await.unwrap();
+    let (report, passed) = verify(&app_url, &[]);
+    assert!(passed, "{report}");
+    app.finish().await;
+    owner.close().await.unwrap();
+    db.remove().await;
+    let mut admin = sqlx::PgConnection::connect(&testkit::admin_url())
+        .await
+        .unwrap();
+    sqlx::query(&format!("DROP ROLE {role}"))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}

@@ -48,6 +48,24 @@ pub async fn spawn_signed_out(backend: Backend, extra: &[&str]) -> App {
     app
 }
 
+/// A server on a database the test prepared itself (it stays the test's
+/// to remove), signed in as its first admin.
+pub async fn spawn_on(database_url: &str, extra: &[&str]) -> App {
+    let mut app = App {
+        url: String::new(),
+        client: Client::new(),
+        admin_token: String::new(),
+        admin_totp: String::new(),
+        logs: Default::default(),
+        child: None,
+        database_url: database_url.to_string(),
+        db: None,
+    };
+    app.start(extra);
+    app.sign_in_admin().await;
+    app
+}
+
 pub async fn spawn_with(backend: Backend, extra: &[&str]) -> App {
     let mut app = spawn_signed_out(backend, extra).await;
     app.sign_in_admin().await;
