@@ -148,6 +148,10 @@ pub enum QueryError {
     UnknownStreamType(String),
     #[error("the event at {position} cannot be replayed: {why}")]
     Replay { position: u64, why: String },
+    /// A recall of a batch the log never received (a mistyped id must not
+    /// read as "it reached nobody").
+    #[error("no batch {0} was ever received")]
+    UnknownBatch(String),
 }
 
 fn fold<A: Aggregate>(
@@ -418,6 +422,9 @@ pub async fn recall(store: &Store, from: &RecallFrom) -> Result<Recall, QueryErr
         line.released += released;
         line.picked += picked;
         batch_steps.entry(key).or_default().push(step(e));
+    }
+    if let (RecallFrom::Batch(id), true) = (from, batches.is_empty()) {
+        return Err(QueryError::UnknownBatch(id.clone()));
     }
     let order_ids: Vec<String> = lines
         .keys()

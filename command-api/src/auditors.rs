@@ -86,6 +86,7 @@ fn query_error(e: QueryError) -> ApiError {
             "unknown_stream_type",
             format!("stream types are {:?}", event_schemas::STREAM_TYPES),
         ),
+        QueryError::UnknownBatch(_) => ApiError::not_found("batch_not_found", e.to_string()),
         QueryError::Replay { .. } => {
             tracing::error!(error = %e, "replaying a stream for an auditor");
             ApiError::internal("the stream cannot be replayed")

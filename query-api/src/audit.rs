@@ -148,6 +148,9 @@ fn failed(e: QueryError) -> Error {
                 event_schemas::STREAM_TYPES
             ),
         ),
+        QueryError::UnknownBatch(id) => {
+            coded("NOT_FOUND", format!("no batch {id} was ever received"))
+        }
         other => {
             tracing::error!(error = %other, "audit query failed");
             coded("INTERNAL", "the log could not be read")

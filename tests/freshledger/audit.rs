@@ -901,6 +901,13 @@ async fn auditors_search_replay_and_recall() {
     expect(app.get("/api/v1/audit/events?limit=0").await, 422).await;
     expect(app.get("/api/v1/audit/events?occurred_from=2026-01-02T00:00:00Z&occurred_to=2026-01-01T00:00:00Z").await, 422).await;
     expect(app.get("/api/v1/audit/recall").await, 422).await;
+    // A mistyped batch is not "it reached nobody".
+    let unknown = expect(
+        app.get("/api/v1/audit/recall?batch_id=no-such-batch").await,
+        404,
+    )
+    .await;
+    assert_eq!(unknown["code"], "batch_not_found", "{unknown}");
 
     // Lot recall: the batch's two orders, one delivered, one cancelled.
     let recall = app
@@ -1013,6 +1020,13 @@ async fn auditors_search_replay_and_recall() {
     assert_eq!(page["events"][0]["position"].as_u64(), Some(reserved[0]));
     assert_eq!(page["nextAfter"].as_u64(), Some(reserved[1]));
     assert_eq!(gql["data"]["streamStateAsOf"]["version"], 1);
+    let missing = app
+        .graphql(&json!({"query": "{ lotRecall(batchId: \"no-such-batch\") { customers } }"}))
+        .await;
+    assert_eq!(
+        missing["errors"][0]["extensions"]["code"], "NOT_FOUND",
+        "{missing}"
+    );
 
     // Auditors' routes are the admin's.
     let customer = app.person("customer", &[]).await;
