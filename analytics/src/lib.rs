@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use store::{Lease, Store, StoreError, Turn};
+use store::{Lease, Store, StoreError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -239,11 +239,9 @@ impl Analytics {
             .run_leased(
                 &name,
                 &stop,
-                |turn| match turn {
-                    Turn::Standby => self.set(ProjectorState::Standby, None),
-                    Turn::Starting => self.set(ProjectorState::Starting, None),
-                    Turn::Failed(why) => self.set(ProjectorState::Retrying, Some(why)),
-                    Turn::Stopped => self.set(ProjectorState::Stopped, None),
+                |turn| {
+                    let (state, problem) = turn.state();
+                    self.set(state, problem)
                 },
                 |lease| self.active(lease, &stop),
             )

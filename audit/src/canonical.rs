@@ -86,6 +86,13 @@ impl<'de> Deserialize<'de> for Hash {
     }
 }
 
+/// A time as the chain writes it everywhere (the hashed `recorded_at`,
+/// checkpoints, the search index): RFC 3339 UTC with six fractional
+/// digits, which sorts as time.
+pub fn stamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+}
+
 /// The event as the chain sees it (the object that is canonicalised).
 pub fn document(e: &StoredEvent) -> Value {
     json!({
@@ -95,7 +102,7 @@ pub fn document(e: &StoredEvent) -> Value {
         "stream_version": e.sequence,
         "event_type": e.event_type,
         "event_version": e.event_version,
-        "recorded_at": e.recorded_at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        "recorded_at": stamp(e.recorded_at),
         "metadata": e.metadata,
         "payload": e.payload,
     })

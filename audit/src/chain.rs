@@ -8,7 +8,7 @@ use serde::Deserialize;
 use store::sql::{self, Arg};
 use store::{Store, StoreError, StoredEvent};
 
-use crate::canonical::{link_event, Hash, GENESIS};
+use crate::canonical::{link_event, stamp, Hash, GENESIS};
 use crate::checkpoint::{AuditKey, Checkpoint};
 use crate::verify::Link;
 
@@ -18,15 +18,6 @@ const ROWS_PER_INSERT: usize = 400;
 
 pub(crate) async fn ensure(store: &Store) -> Result<(), StoreError> {
     sql::exec_script(store, TABLES).await
-}
-
-fn stamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
-}
-
-/// A time as the index keeps it (sorts as time).
-pub(crate) fn index_time(t: DateTime<Utc>) -> String {
-    stamp(t)
 }
 
 fn corrupt(table: &'static str, key: impl ToString, reason: impl ToString) -> StoreError {

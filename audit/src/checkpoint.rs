@@ -17,7 +17,7 @@ use ed25519_dalek::{Signer as _, SigningKey, Verifier as _, VerifyingKey};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::canonical::{canonical_json, Hash};
+use crate::canonical::{canonical_json, stamp, Hash};
 
 /// What the signed message names as its chain (and its version).
 pub const CHAIN: &str = "freshledger-audit/1";
@@ -111,10 +111,6 @@ impl Checkpoint {
     pub fn to_line(&self) -> String {
         serde_json::to_string(self).expect("a checkpoint serialises")
     }
-}
-
-fn stamp(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
 }
 
 /// The key that signs checkpoints.

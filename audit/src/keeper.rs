@@ -60,13 +60,12 @@ struct Chain {
 
 impl Keeper {
     pub(crate) fn tell(&self, turn: Turn) {
+        let (state, problem) = turn.state();
+        self.set(state, problem);
+    }
+
+    fn set(&self, state: KeeperState, problem: Option<String>) {
         let mut h = self.health.lock().expect("health");
-        let (state, problem) = match turn {
-            Turn::Standby => (KeeperState::Standby, None),
-            Turn::Starting => (KeeperState::Active, None),
-            Turn::Failed(e) => (KeeperState::Retrying, Some(e)),
-            Turn::Stopped => (KeeperState::Stopped, None),
-        };
         if h.state != state || h.problem != problem {
             h.since = Utc::now();
         }
@@ -99,6 +98,7 @@ impl Keeper {
                 .map(|cp| (cp.position, Instant::now() - age(cp.signed_at))),
         };
         self.progress(link.0, last.as_ref());
+        self.set(KeeperState::Active, None);
         let mut sink = Sink::open(&self.config.checkpoint_sink, &self.store).await?;
         let mut wake = self.store.wakeups();
         loop {

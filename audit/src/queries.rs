@@ -20,7 +20,8 @@ use store::sql::{self, Arg};
 use store::{Store, StoreError, StoredEvent};
 use uuid::Uuid;
 
-use crate::chain::{self, index_time};
+use crate::canonical::stamp;
+use crate::chain;
 
 /// Which events: every condition given must hold. Time ranges include
 /// their start and exclude their end.
@@ -76,11 +77,11 @@ pub async fn events(
     let mut range = |column: &str, from: Option<DateTime<Utc>>, to: Option<DateTime<Utc>>| {
         if let Some(t) = from {
             clauses.push(format!("{column} >= ?"));
-            args.push(index_time(t).into());
+            args.push(stamp(t).into());
         }
         if let Some(t) = to {
             clauses.push(format!("{column} < ?"));
-            args.push(index_time(t).into());
+            args.push(stamp(t).into());
         }
     };
     range("occurred_at", filter.occurred_from, filter.occurred_to);

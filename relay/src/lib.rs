@@ -41,7 +41,7 @@ use futures_util::FutureExt;
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{DeliveryFuture, FutureProducer, FutureRecord};
 use serde::Serialize;
-use store::{Lease, Store, StoreError, Turn};
+use store::{Lease, Store, StoreError};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -233,11 +233,9 @@ impl Relay {
             .run_leased(
                 SUBSCRIPTION,
                 &stop,
-                |turn| match turn {
-                    Turn::Standby => self.set(RelayState::Standby, None),
-                    Turn::Starting => self.set(RelayState::Starting, None),
-                    Turn::Failed(why) => self.set(RelayState::Retrying, Some(why)),
-                    Turn::Stopped => self.set(RelayState::Stopped, None),
+                |turn| {
+                    let (state, problem) = turn.state();
+                    self.set(state, problem)
                 },
                 |lease| self.active(lease, &stop),
             )

@@ -137,6 +137,19 @@ impl WorkState {
     }
 }
 
+impl Turn {
+    /// What a worker reports on this turn, and the problem if any. The
+    /// worker reports `Active` itself once its work is under way.
+    pub fn state(self) -> (WorkState, Option<String>) {
+        match self {
+            Turn::Standby => (WorkState::Standby, None),
+            Turn::Starting => (WorkState::Starting, None),
+            Turn::Failed(why) => (WorkState::Retrying, Some(why)),
+            Turn::Stopped => (WorkState::Stopped, None),
+        }
+    }
+}
+
 /// How often a standing-by process tries to take the lease.
 const STANDBY_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
 /// The first and the longest pause after a failure.
