@@ -281,8 +281,11 @@ async fn serve(store: &Store, settings: Serve) -> Result<(), AppError> {
             doing: "serving".into(),
             source,
         })?;
-    // Requests are done; let each projector and process manager finish the
-    // batch it is in (its checkpoint commits with it).
+    // Requests are done. Leave the members first, so the other processes
+    // take over the leases this one is about to release; then let each
+    // projector and process manager finish the batch it is in (its
+    // checkpoint commits with it) and hand its lease back.
+    store.leave();
     stop.cancel();
     for w in workers {
         let _ = w.await;
@@ -368,7 +371,8 @@ async fn projections_command(store: &Store, command: &ProjectionsCommand) -> Res
     Ok(())
 }
 
-/// Runs a reactor subscription until `stop`, restarting it after errors.
+/// Runs a reactor subscription until `stop`, while this process holds its
+/// lease, restarting it after errors.
 fn spawn_reactor(
     name: String,
     store: &Store,
@@ -378,14 +382,10 @@ fn spawn_reactor(
 ) -> JoinHandle<()> {
     let store = store.clone();
     tokio::spawn(async move {
-        let sub = store::Subscription::reactor(name.clone(), &store, reactor)
-            .with_concurrency(concurrency as usize);
-        while !stop.is_cancelled() {
-            if let Err(e) = sub.run(stop.clone()).await {
-                tracing::error!(subscription = %name, error = %e, "stopped; restarting");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
+        store::Subscription::reactor(name, &store, reactor)
+            .with_concurrency(concurrency as usize)
+            .run_leased(&stop, |_| {})
+            .await
     })
 }
 
@@ -440,13 +440,30 @@ fn spawn_process_managers(
             ));
         }
     }
-    workers.push(tokio::spawn(sagas::timers::run(
-        store.clone(),
-        write.timers.clone(),
-        write.clock.clone(),
-        Duration::from_secs(1),
-        stop,
-    )));
+    let timers = write.timers.clone();
+    let clock = write.clock.clone();
+    let store = store.clone();
+    workers.push(tokio::spawn(async move {
+        // Several schedulers would each fire a timer once (the `Timer`
+        // aggregate records one `TimerFired`), but one is enough.
+        store
+            .run_leased(
+                sagas::timers::LEASE,
+                &stop,
+                |_| {},
+                |lease| {
+                    let (store, timers, clock) = (store.clone(), timers.clone(), clock.clone());
+                    async move {
+                        let stopping = lease.stopping().clone();
+                        sagas::timers::run(store, timers, clock, Duration::from_secs(1), stopping)
+                            .await;
+                        lease.release().await;
+                        Ok::<(), std::convert::Infallible>(())
+                    }
+                },
+            )
+            .await
+    }));
     workers
 }
 

@@ -243,7 +243,10 @@ impl Analytics {
                     let (state, problem) = turn.state();
                     self.set(state, problem)
                 },
-                |lease| self.active(lease, &stop),
+                |lease| async move {
+                    let stopping = lease.stopping().clone();
+                    self.active(lease, &stopping).await
+                },
             )
             .await;
     }

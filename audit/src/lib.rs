@@ -143,8 +143,10 @@ impl Audit {
                     |t| keeper.tell(t),
                     |lease| {
                         let keeper = &keeper;
-                        let stop = &stop;
-                        async move { keeper.keep(lease, stop, false).await }
+                        async move {
+                            let stopping = lease.stopping().clone();
+                            keeper.keep(lease, &stopping, false).await
+                        }
                     },
                 )
                 .await

@@ -382,12 +382,83 @@ pub struct Readiness {
     /// database.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_stall: Option<LogStall>,
+    /// The log's head (the highest position safe to read up to).
+    pub head_position: u64,
+    /// Every subscriber of the log: its checkpoint, how far behind the head
+    /// it is, and whether it is parked. A lagging or parked subscriber is
+    /// reported, not made a reason to be unready (commands are served).
+    pub subscriptions: Vec<SubscriptionHealth>,
+    /// The leased work (every subscriber, the timer scheduler, the relay,
+    /// the projector, the audit chain) as this process shares it with the
+    /// others on the database.
+    pub leases: LeaseInfo,
     /// Optional integrations (Kafka, ...) and their state. One that is
     /// unhealthy is reported here, not by making the process unready:
     /// commands are still served.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub integrations: Vec<crate::integrations::IntegrationStatus>,
 }
+
+/// A subscriber of the log, in `/readyz`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct SubscriptionHealth {
+    pub name: String,
+    pub position: u64,
+    /// Events appended that it has not yet applied.
+    pub lag: u64,
+    /// `ok`, `lagging` (more than 1,000 events behind) or `parked` (stopped
+    /// at an event that keeps failing: see `last_error`, then resume it).
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+/// How this process shares the leased work.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct LeaseInfo {
+    /// Serving processes on this database, this one included.
+    pub members: usize,
+    /// The most leases this process takes while all of them live.
+    pub fair_share: usize,
+    /// Leases this process holds.
+    pub held: usize,
+    /// Each leased work this process runs: `active` (it holds the lease),
+    /// `standby` (another process does, or this one holds its share),
+    /// `starting`, `retrying` (with the problem) or `stopped`.
+    pub works: Vec<LeasedWorkInfo>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct LeasedWorkInfo {
+    pub name: String,
+    pub state: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    pub since: DateTime<Utc>,
+}
+
+impl From<store::LeaseReport> for LeaseInfo {
+    fn from(r: store::LeaseReport) -> Self {
+        LeaseInfo {
+            members: r.members,
+            fair_share: r.fair_share,
+            held: r.held,
+            works: r
+                .works
+                .into_iter()
+                .map(|w| LeasedWorkInfo {
+                    name: w.name,
+                    state: w.state.as_str().into(),
+                    problem: w.problem,
+                    since: w.since,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Behind by more than this many events, a subscriber is `lagging`.
+pub const LAGGING: u64 = 1_000;
 
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct SubscriptionInfo {

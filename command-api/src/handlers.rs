@@ -642,16 +642,46 @@ pub async fn healthz() -> &'static str {
 /// else it is doing; a stalled log is reported, not a reason to be unready.
 pub async fn readyz(State(s): State<AppState>) -> Result<Json<Readiness>, ApiError> {
     let not_ready = |m: String| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "not_ready", m);
-    match tokio::time::timeout(crate::READ_BOUND, s.write.store.ping()).await {
-        Ok(Ok(())) => Ok(Json(Readiness {
+    let store = &s.write.store;
+    let read = async {
+        store.ping().await?;
+        // Checkpoints first, then the head (see `log_status`).
+        let subscriptions = store.subscriptions().await?;
+        let head = store.head_within(crate::READ_BOUND).await?;
+        Ok::<_, store::StoreError>((subscriptions, head))
+    };
+    match tokio::time::timeout(crate::READ_BOUND * 2, read).await {
+        Ok(Ok((subscriptions, head))) => Ok(Json(Readiness {
             status: "ready".into(),
-            log_stall: s.write.store.stall().map(LogStall::from),
+            log_stall: store.stall().map(LogStall::from),
+            head_position: head,
+            subscriptions: subscriptions
+                .into_iter()
+                .map(|x| {
+                    let lag = head.saturating_sub(x.position);
+                    SubscriptionHealth {
+                        state: if x.parked {
+                            "parked"
+                        } else if lag > crate::dto::LAGGING {
+                            "lagging"
+                        } else {
+                            "ok"
+                        }
+                        .into(),
+                        name: x.name,
+                        position: x.position,
+                        lag,
+                        last_error: x.last_error,
+                    }
+                })
+                .collect(),
+            leases: store.leases().into(),
             integrations: crate::integrations::statuses(&s.integrations).await,
         })),
         Ok(Err(e)) => Err(not_ready(format!("the database failed: {e}"))),
         Err(_) => Err(not_ready(format!(
             "the database did not answer within {:?}",
-            crate::READ_BOUND
+            crate::READ_BOUND * 2
         ))),
     }
 }

@@ -152,8 +152,9 @@ pub async fn ensure(store: &Store) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Runs every model's subscription until `stop`; restarts one that fails
-/// on a database error after a pause.
+/// Runs every model's subscription until `stop`, each while this process
+/// holds its lease (one process at a time per model, however many share
+/// the database); restarts one that fails after a pause.
 pub fn spawn(store: &Store, stop: CancellationToken) -> Vec<JoinHandle<()>> {
     Model::ALL
         .into_iter()
@@ -161,16 +162,9 @@ pub fn spawn(store: &Store, stop: CancellationToken) -> Vec<JoinHandle<()>> {
             let store = store.clone();
             let stop = stop.clone();
             tokio::spawn(async move {
-                let sub = live_subscription(&store, model);
-                while !stop.is_cancelled() {
-                    if let Err(e) = sub.run(stop.clone()).await {
-                        tracing::error!(model = model.name(), error = %e, "projection stopped; restarting");
-                        tokio::select! {
-                            _ = stop.cancelled() => {},
-                            _ = tokio::time::sleep(Duration::from_secs(1)) => {},
-                        }
-                    }
-                }
+                live_subscription(&store, model)
+                    .run_leased(&stop, |_| {})
+                    .await
             })
         })
         .collect()

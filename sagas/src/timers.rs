@@ -103,5 +103,8 @@ pub async fn run(
     }
 }
 
+/// The lease the scheduler runs under (one process at a time fires).
+pub const LEASE: &str = "timer-scheduler";
+
 /// The least time between two looks prompted by new events.
 pub const SETTLE: Duration = Duration::from_millis(50);

@@ -18,6 +18,9 @@ pub enum StoreError {
     Config(String),
     #[error("persistence: {0}")]
     Persistence(String),
+    /// The session holding the lease ended: another process may hold it.
+    #[error("lost the lease {0:?}")]
+    LeaseLost(String),
 }
 
 impl StoreError {

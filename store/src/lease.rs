@@ -1,19 +1,32 @@
-//! Leases: named work that one process at a time may do (the Kafka relay,
-//! the ClickHouse projector; later every subscription), however many
-//! processes share the database. [`Store::run_leased`] runs such work:
-//! standby, start, retry with backoff.
+//! Leases: named work that one process at a time may do (every
+//! subscription: the projectors, the saga shards, spoilage, the timer
+//! scheduler, the Kafka relay, the ClickHouse projector, the audit chain),
+//! however many processes share the database. [`Store::run_leased`] runs
+//! such work: standby, start, retry with backoff, hand over.
 //!
 //! Postgres: a session-level advisory lock on a connection of its own,
 //! taken out of the pool. The lock lives exactly as long as that session:
 //! a process that dies (even by SIGKILL) closes its socket, Postgres ends
 //! the session and frees the lock, and another process's next attempt
-//! takes it over. SQLite has one process per file by design; the lease is
+//! takes it over. The session asks the server to probe the peer every few
+//! seconds (TCP keepalives), so a process cut off by the network loses its
+//! leases too. SQLite has one process per file by design; the lease is
 //! then only exclusive within the process.
+//!
+//! Sharing the work: each serving process is a *member* (an advisory lock
+//! in a namespace of its own, on one more session) and counts the live
+//! members every second. It holds at most its fair share of the leased
+//! works it runs (`ceil(works / members)`): below it, a standing-by work
+//! takes its lease when free; above it (a process joined), works hand
+//! their leases over one at a time, each after holding it a while.
 
-use std::collections::HashSet;
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use sqlx::{Connection, PgConnection};
+use tokio_util::sync::CancellationToken;
 
 use crate::{Backend, Store, StoreError};
 
@@ -28,10 +41,225 @@ pub struct Lease {
     store: Store,
     /// Postgres: the session that holds the advisory lock.
     session: Option<PgConnection>,
+    /// Cancelled when the work should end: the process stops, or (under
+    /// [`Store::run_leased`]) the lease is being handed to another process.
+    stopping: CancellationToken,
 }
 
 const TRY_LOCK: &str =
     "SELECT pg_try_advisory_lock(hashtextextended('freshledger.lease.' || $1, 0)) AS held";
+/// The server probes a lease's peer after 5 s of silence, every 2 s, and
+/// ends the session after 3 missed probes.
+const KEEPALIVES: &str = "SELECT set_config('tcp_keepalives_idle', '5', false), \
+     set_config('tcp_keepalives_interval', '2', false), \
+     set_config('tcp_keepalives_count', '3', false)";
+/// How long [`Lease::check`] waits for the session's answer.
+const CHECK_BOUND: Duration = Duration::from_secs(2);
+
+/// This process's part of the leased work, and the members it shares with.
+pub(crate) struct Share {
+    /// Leased works this process runs (each [`Store::run_leased`] call).
+    works: AtomicUsize,
+    /// Leases they hold.
+    held: AtomicUsize,
+    /// Serving processes on the database, as last counted (at least 1).
+    members: AtomicUsize,
+    /// Whether this process has joined (Postgres), and the token that ends
+    /// its membership.
+    joined: Mutex<Option<CancellationToken>>,
+    /// Each leased work's state, for health reports and metrics.
+    states: Mutex<BTreeMap<String, LeasedWork>>,
+}
+
+impl Default for Share {
+    fn default() -> Self {
+        Share {
+            works: AtomicUsize::new(0),
+            held: AtomicUsize::new(0),
+            members: AtomicUsize::new(1),
+            joined: Mutex::new(None),
+            states: Mutex::new(BTreeMap::new()),
+        }
+    }
+}
+
+/// One leased work as this process sees it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LeasedWork {
+    pub name: String,
+    pub state: WorkState,
+    /// What went wrong, while it is retrying.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+    pub since: chrono::DateTime<chrono::Utc>,
+}
+
+/// What [`Store::leases`] reports: the members and this process's works.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LeaseReport {
+    /// Serving processes sharing the database's work (this one included).
+    pub members: usize,
+    /// The most leases this process takes while all of them live.
+    pub fair_share: usize,
+    /// Leases this process holds.
+    pub held: usize,
+    pub works: Vec<LeasedWork>,
+}
+
+impl Share {
+    fn fair(&self) -> usize {
+        let works = self.works.load(Ordering::SeqCst);
+        works.div_ceil(self.members.load(Ordering::SeqCst).max(1))
+    }
+
+    /// Counts a lease about to be taken, if this process is below its share.
+    fn claim(&self) -> bool {
+        self.held
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |h| {
+                (h < self.fair()).then_some(h + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives one held lease up, if this process is above its share.
+    fn yield_one(&self) -> bool {
+        self.held
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |h| {
+                (h > self.fair()).then_some(h - 1)
+            })
+            .is_ok()
+    }
+
+    fn unclaim(&self) {
+        self.held.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn set(&self, name: &str, state: WorkState, problem: Option<String>) {
+        let mut states = self.states.lock().expect("lease states");
+        let since = match states.get(name) {
+            Some(w) if w.state == state => w.since,
+            _ => chrono::Utc::now(),
+        };
+        states.insert(
+            name.to_string(),
+            LeasedWork {
+                name: name.to_string(),
+                state,
+                problem,
+                since,
+            },
+        );
+    }
+}
+
+/// The members' namespace (the first key of a two-key advisory lock).
+const MEMBERS: i32 = 0x464c_4d42; // "FLMB"
+const COUNT_MEMBERS: &str = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
+     AND database = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+     AND classid::bigint = $1 AND objsubid = 2 AND granted";
+/// How often a member counts the others.
+const COUNT_EVERY: Duration = Duration::from_secs(1);
+
+impl Store {
+    /// Makes this process a member of the database's workers (Postgres;
+    /// SQLite has one process): from now on it counts the members every
+    /// second and takes only its fair share of leases. Called by
+    /// [`Store::run_leased`]; idempotent.
+    fn join(&self) {
+        let Backend::Postgres(pool) = self.backend() else {
+            return;
+        };
+        let mut joined = self.inner.share.joined.lock().expect("membership");
+        if joined.is_some() {
+            return;
+        }
+        let leave = CancellationToken::new();
+        *joined = Some(leave.clone());
+        let pool = pool.clone();
+        let store = self.clone();
+        tokio::spawn(async move {
+            let share = &store.inner.share;
+            while !leave.is_cancelled() {
+                if let Err(e) = membership(&pool, share, &leave).await {
+                    tracing::warn!(error = %e, "lease membership lost; joining again");
+                    tokio::select! {
+                        _ = leave.cancelled() => {},
+                        _ = tokio::time::sleep(COUNT_EVERY) => {},
+                    }
+                }
+            }
+            // Left: count as one again.
+            share.members.store(1, Ordering::SeqCst);
+        });
+    }
+
+    /// Ends this process's membership (graceful shutdown, before its works
+    /// stop): the others count one member fewer within a second and take
+    /// the leases it is about to release.
+    pub fn leave(&self) {
+        if let Some(leave) = self.inner.share.joined.lock().expect("membership").take() {
+            leave.cancel();
+        }
+    }
+
+    /// The members, this process's fair share and its leased works.
+    pub fn leases(&self) -> LeaseReport {
+        let share = &self.inner.share;
+        LeaseReport {
+            members: share.members.load(Ordering::SeqCst).max(1),
+            fair_share: share.fair(),
+            held: share.held.load(Ordering::SeqCst),
+            works: share
+                .states
+                .lock()
+                .expect("lease states")
+                .values()
+                .cloned()
+                .collect(),
+        }
+    }
+}
+
+/// Holds this process's membership lock on a session of its own and
+/// counts the members until `leave`.
+async fn membership(
+    pool: &sqlx::PgPool,
+    share: &Share,
+    leave: &CancellationToken,
+) -> Result<(), sqlx::Error> {
+    let mut session = pool.acquire().await?.detach();
+    sqlx::query(KEEPALIVES).execute(&mut session).await?;
+    // A random member key; a collision (two processes drew the same) is
+    // resolved by drawing again.
+    loop {
+        let me = uuid::Uuid::new_v4().as_u128() as i32;
+        let taken: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
+            .bind(MEMBERS)
+            .bind(me)
+            .fetch_one(&mut session)
+            .await?;
+        if taken {
+            break;
+        }
+    }
+    loop {
+        let n: i64 = sqlx::query_scalar(COUNT_MEMBERS)
+            .bind(MEMBERS as i64)
+            .fetch_one(&mut session)
+            .await?;
+        let before = share.members.swap((n as usize).max(1), Ordering::SeqCst);
+        if before != n as usize {
+            tracing::info!(members = n, "processes sharing the leased work");
+        }
+        tokio::select! {
+            _ = leave.cancelled() => {
+                let _ = session.close().await;
+                return Ok(());
+            }
+            _ = tokio::time::sleep(COUNT_EVERY) => {}
+        }
+    }
+}
 
 impl Store {
     /// Takes the lease `name` if no process holds it; `None` when another
@@ -53,9 +281,11 @@ impl Store {
             name: name.to_string(),
             store: self.clone(),
             session: None,
+            stopping: CancellationToken::new(),
         };
         if let Backend::Postgres(pool) = self.backend() {
             let mut session = pool.acquire().await?.detach();
+            sqlx::query(KEEPALIVES).execute(&mut session).await?;
             let held: bool = sqlx::query_scalar(TRY_LOCK)
                 .bind(name)
                 .fetch_one(&mut session)
@@ -81,8 +311,18 @@ impl Lease {
     pub async fn check(&mut self) -> bool {
         match &mut self.session {
             None => true,
-            Some(session) => session.ping().await.is_ok(),
+            Some(session) => matches!(
+                tokio::time::timeout(CHECK_BOUND, session.ping()).await,
+                Ok(Ok(()))
+            ),
         }
+    }
+
+    /// Cancelled when the work should end: the process is stopping, or
+    /// [`Store::run_leased`] is handing the lease to another process.
+    /// Leased work selects on this, not on the process's own token.
+    pub fn stopping(&self) -> &CancellationToken {
+        &self.stopping
     }
 
     /// Gives the lease up now (graceful shutdown: another process takes
@@ -151,21 +391,27 @@ impl Turn {
 }
 
 /// How often a standing-by process tries to take the lease.
-const STANDBY_RETRY: std::time::Duration = std::time::Duration::from_millis(500);
+const STANDBY_RETRY: Duration = Duration::from_millis(500);
 /// The first and the longest pause after a failure.
-const FIRST_BACKOFF: std::time::Duration = std::time::Duration::from_millis(200);
-const MAX_BACKOFF: std::time::Duration = std::time::Duration::from_secs(30);
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(30);
+/// The least time a lease is held before it is handed over to balance
+/// the work (so a process joining does not set leases bouncing).
+const MIN_HOLD: Duration = Duration::from_secs(3);
 
 impl Store {
     /// Runs `work` whenever this process holds the lease `name`, until
-    /// `stop`: stands by while another process holds it, and starts again
-    /// after a failure (200 ms, doubling to 30 s, back to 200 ms after a
-    /// good minute). `work` returns `Ok` only when stopped (releasing the
-    /// lease); `tell` hears every turn, for the worker's health report.
+    /// `stop`: stands by while another process holds it (or while this one
+    /// holds its fair share of the leased work), starts again after a
+    /// failure (200 ms, doubling to 30 s, back to 200 ms after a good
+    /// minute), and hands the lease over when this process holds more than
+    /// its share. `work` selects on [`Lease::stopping`] and returns `Ok`
+    /// only then (releasing the lease); `tell` hears every turn, for the
+    /// worker's health report.
     pub async fn run_leased<F, Fut, E>(
         &self,
         name: &str,
-        stop: &tokio_util::sync::CancellationToken,
+        stop: &CancellationToken,
         mut tell: impl FnMut(Turn),
         mut work: F,
     ) where
@@ -173,6 +419,14 @@ impl Store {
         Fut: std::future::Future<Output = Result<(), E>>,
         E: std::fmt::Display,
     {
+        self.join();
+        let share = &self.inner.share;
+        share.works.fetch_add(1, Ordering::SeqCst);
+        let mut tell = |turn: Turn| {
+            let (state, problem) = turn.clone().state();
+            share.set(name, state, problem);
+            tell(turn)
+        };
         let pause = |d| async move {
             tokio::select! {
                 _ = stop.cancelled() => {},
@@ -181,26 +435,51 @@ impl Store {
         };
         let mut backoff = FIRST_BACKOFF;
         while !stop.is_cancelled() {
-            let lease = match self.try_lease(name).await {
+            if !share.claim() {
+                tell(Turn::Standby);
+                pause(STANDBY_RETRY).await;
+                continue;
+            }
+            let mut lease = match self.try_lease(name).await {
                 Ok(Some(lease)) => lease,
                 Ok(None) => {
+                    share.unclaim();
                     tell(Turn::Standby);
                     pause(STANDBY_RETRY).await;
                     continue;
                 }
                 Err(e) => {
+                    share.unclaim();
                     tell(Turn::Failed(format!("taking the lease: {e}")));
                     pause(backoff).await;
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }
             };
+            lease.stopping = stop.child_token();
+            let handed_over = Arc::new(AtomicBool::new(false));
+            let balancer = tokio::spawn(balance(
+                self.clone(),
+                lease.stopping.clone(),
+                handed_over.clone(),
+            ));
             tell(Turn::Starting);
+            share.set(name, WorkState::Active, None);
             let started = std::time::Instant::now();
-            match work(lease).await {
-                Ok(()) => break,
+            let result = work(lease).await;
+            balancer.abort();
+            if !handed_over.load(Ordering::SeqCst) {
+                share.unclaim();
+            }
+            match result {
+                Ok(()) if stop.is_cancelled() => break,
+                Ok(()) => {
+                    tracing::info!(lease = name, "handed the lease over to balance the work");
+                    tell(Turn::Standby);
+                    pause(STANDBY_RETRY).await;
+                }
                 Err(e) => {
-                    if started.elapsed() > std::time::Duration::from_secs(60) {
+                    if started.elapsed() > Duration::from_secs(60) {
                         backoff = FIRST_BACKOFF;
                     }
                     tracing::warn!(lease = name, error = %e, retry_in = ?backoff, "leased work failed; retrying");
@@ -210,7 +489,28 @@ impl Store {
                 }
             }
         }
+        share.works.fetch_sub(1, Ordering::SeqCst);
         tell(Turn::Stopped);
+    }
+}
+
+/// While a lease is held: after [`MIN_HOLD`], each second, if this process
+/// holds more than its share, gives this lease up (asks its work to stop).
+async fn balance(store: Store, stopping: CancellationToken, handed_over: Arc<AtomicBool>) {
+    tokio::select! {
+        _ = stopping.cancelled() => return,
+        _ = tokio::time::sleep(MIN_HOLD) => {},
+    }
+    loop {
+        if store.inner.share.yield_one() {
+            handed_over.store(true, Ordering::SeqCst);
+            stopping.cancel();
+            return;
+        }
+        tokio::select! {
+            _ = stopping.cancelled() => return,
+            _ = tokio::time::sleep(COUNT_EVERY) => {},
+        }
     }
 }
 

@@ -36,7 +36,7 @@ use tokio::sync::{mpsc, watch};
 pub use command::{Aggregates, Appended, CommandError, RetryPolicy};
 pub use error::StoreError;
 pub use idempotency::Claim;
-pub use lease::{Lease, Turn, WorkState};
+pub use lease::{Lease, LeaseReport, LeasedWork, Turn, WorkState};
 pub use raw::StoredEvent;
 pub use repo::Repo;
 pub use stall::{Blocker, Stall};
@@ -105,6 +105,8 @@ struct Inner {
     instance: uuid::Uuid,
     /// Leases this process holds ([`lease`]).
     leases: lease::Held,
+    /// Its share of the leased work, and the members it shares with.
+    share: lease::Share,
 }
 
 /// A writer's turn at the SQLite write lock (see [`Store::write_turn`]);
@@ -174,6 +176,7 @@ impl Store {
                 horizon: Default::default(),
                 instance,
                 leases: Default::default(),
+                share: Default::default(),
             }),
         })
     }

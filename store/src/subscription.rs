@@ -242,8 +242,34 @@ impl Subscription {
 
     /// Runs until `stop` is cancelled. Returns only on stop or on a
     /// database error it cannot get past (which the caller should log and
-    /// restart after a pause).
+    /// restart after a pause). Several processes: see [`Self::run_leased`].
     pub async fn run(&self, stop: CancellationToken) -> Result<(), StoreError> {
+        self.follow(&stop, None).await
+    }
+
+    /// Runs whenever this process holds the subscription's lease (named
+    /// after it; see [`Store::run_leased`]), until `stop`: on several
+    /// processes sharing a database, one of them runs it at a time, and a
+    /// reactor checks the lease is still its own before each batch of
+    /// reactions. `tell` hears the lease's turns.
+    pub async fn run_leased(&self, stop: &CancellationToken, tell: impl FnMut(crate::Turn)) {
+        self.store
+            .run_leased(&self.name, stop, tell, |lease| self.hold(lease))
+            .await
+    }
+
+    async fn hold(&self, mut lease: crate::Lease) -> Result<(), StoreError> {
+        let stopping = lease.stopping().clone();
+        let result = self.follow(&stopping, Some(&mut lease)).await;
+        lease.release().await;
+        result
+    }
+
+    async fn follow(
+        &self,
+        stop: &CancellationToken,
+        mut lease: Option<&mut crate::Lease>,
+    ) -> Result<(), StoreError> {
         self.store.ensure_subscription(&self.name).await?;
         let mut wake = self.store.wakeups();
         let poll = self.store.config().poll_interval;
@@ -255,7 +281,7 @@ impl Subscription {
             // Mark what we have seen before reading, so a wake-up that races
             // with the read is not lost.
             wake.borrow_and_update();
-            match self.step(&mut known).await? {
+            match self.step(&mut known, lease.as_deref_mut()).await? {
                 Step::Progressed => continue,
                 Step::Idle | Step::Parked => {
                     tokio::select! {
@@ -277,7 +303,7 @@ impl Subscription {
     pub async fn catch_up(&self) -> Result<SubscriptionStatus, StoreError> {
         self.store.ensure_subscription(&self.name).await?;
         let mut known = Known::default();
-        while let Step::Progressed = self.step(&mut known).await? {}
+        while let Step::Progressed = self.step(&mut known, None).await? {}
         self.store.subscription(&self.name).await
     }
 
@@ -287,7 +313,11 @@ impl Subscription {
     /// swap; a move in this process is announced by
     /// [`Store::checkpoints_moved`], and an idle runner that nothing woke
     /// re-reads it.
-    async fn step(&self, known: &mut Known) -> Result<Step, StoreError> {
+    async fn step(
+        &self,
+        known: &mut Known,
+        lease: Option<&mut crate::Lease>,
+    ) -> Result<Step, StoreError> {
         let moves = self.store.checkpoint_moves();
         let from = match known.position.filter(|_| known.moves == moves) {
             Some(p) => p,
@@ -306,6 +336,13 @@ impl Subscription {
         if events.is_empty() {
             known.position = Some(from);
             return Ok(Step::Idle);
+        }
+        // A reactor's effects leave the database: only while the lease is
+        // this process's. (A handler's compare-and-set suffices.)
+        if let (Consumer::Reactor(_), Some(lease)) = (&self.consumer, lease) {
+            if !lease.check().await {
+                return Err(StoreError::LeaseLost(self.name.clone()));
+            }
         }
         // The whole batch in one transaction. `Ok(false)`: the checkpoint
         // moved under us, so re-read. On failure, go event by event to

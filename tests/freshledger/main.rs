@@ -13,6 +13,7 @@ mod idempotency;
 mod identity;
 mod kafka;
 mod projections;
+mod replicas;
 mod saga;
 mod stalls;
 mod timers;

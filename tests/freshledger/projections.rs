@@ -8,7 +8,7 @@ use crate::common::*;
 use chrono::{Duration, Utc};
 use serde_json::{json, Value};
 
-fn cli(app: &App, args: &[&str]) -> String {
+pub(crate) fn cli(app: &App, args: &[&str]) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_freshledger"))
         .args(["--database-url", &app.database_url])
         .args(args)

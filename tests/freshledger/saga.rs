@@ -9,8 +9,8 @@ use crate::common::*;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 
-const WH: &str = "WH-BER-1";
-const CUSTOMER: &str = "0192f3a4-0000-7000-8000-00000000c0de";
+pub(crate) const WH: &str = "WH-BER-1";
+pub(crate) const CUSTOMER: &str = "0192f3a4-0000-7000-8000-00000000c0de";
 const RIDER: &str = "0192f3a4-0000-7000-8000-0000000041de";
 
 async fn gql(app: &App, query: &str, variables: Value) -> Value {
@@ -31,7 +31,7 @@ async fn now(app: &App) -> DateTime<Utc> {
         .unwrap()
 }
 
-async fn receive(
+pub(crate) async fn receive(
     app: &App,
     sku: &str,
     uom: &str,
@@ -53,7 +53,13 @@ async fn receive(
         .to_string()
 }
 
-fn order_body(sku: &str, uom: &str, amount: u64, method: &str, slot: DateTime<Utc>) -> Value {
+pub(crate) fn order_body(
+    sku: &str,
+    uom: &str,
+    amount: u64,
+    method: &str,
+    slot: DateTime<Utc>,
+) -> Value {
     json!({
         "customer_id": CUSTOMER, "warehouse_id": WH,
         "lines": [{"sku": sku, "quantity": {"uom": uom, "amount": amount}}],
@@ -110,7 +116,7 @@ async fn order_reaches(app: &App, id: &str, status: &str) -> Value {
     );
 }
 
-async fn batches(app: &App) -> Vec<Value> {
+pub(crate) async fn batches(app: &App) -> Vec<Value> {
     app.log_len().await;
     let d = gql(
         app,
@@ -126,13 +132,13 @@ async fn batches(app: &App) -> Vec<Value> {
         .collect()
 }
 
-fn n(v: &Value) -> u64 {
+pub(crate) fn n(v: &Value) -> u64 {
     v.as_u64().unwrap_or_else(|| panic!("not a count: {v}"))
 }
 
 /// Every batch's books balance: received = available + reserved + picked +
 /// written off (no stock counts in these tests).
-fn assert_books_balance(batches: &[Value]) {
+pub(crate) fn assert_books_balance(batches: &[Value]) {
     for b in batches {
         assert_eq!(
             n(&b["received"]),
@@ -174,7 +180,7 @@ async fn batch_books(app: &App, id: &str) -> Books {
     b
 }
 
-async fn all_events(app: &App) -> Vec<Value> {
+pub(crate) async fn all_events(app: &App) -> Vec<Value> {
     let mut out = Vec::new();
     let mut after = 0;
     loop {
@@ -190,7 +196,7 @@ async fn all_events(app: &App) -> Vec<Value> {
 }
 
 /// No timer fired twice.
-fn assert_timers_fired_once(events: &[Value]) {
+pub(crate) fn assert_timers_fired_once(events: &[Value]) {
     let mut fired: HashMap<&str, usize> = HashMap::new();
     for e in events.iter().filter(|e| e["event_type"] == "TimerFired") {
         *fired.entry(e["stream_id"].as_str().unwrap()).or_default() += 1;
@@ -617,7 +623,7 @@ async fn place_concurrently(
 }
 
 /// Every order's status and cancel reason, once the log has settled.
-async fn statuses(app: &App, ids: &[String]) -> Vec<(String, Option<String>)> {
+pub(crate) async fn statuses(app: &App, ids: &[String]) -> Vec<(String, Option<String>)> {
     // Hundreds of sagas take a while in a debug build on a small machine.
     app.log_len_within(Duration::from_secs(300)).await;
     let mut out = Vec::new();
@@ -641,7 +647,7 @@ async fn statuses(app: &App, ids: &[String]) -> Vec<(String, Option<String>)> {
 }
 
 /// Events of one type, as (stream id, payload).
-fn of_type<'a>(events: &'a [Value], event_type: &str) -> Vec<(&'a str, &'a Value)> {
+pub(crate) fn of_type<'a>(events: &'a [Value], event_type: &str) -> Vec<(&'a str, &'a Value)> {
     events
         .iter()
         .filter(|e| e["event_type"] == event_type)
