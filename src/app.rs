@@ -37,7 +37,7 @@ pub(crate) fn store_err(doing: &'static str) -> impl FnOnce(StoreError) -> AppEr
     move |source| AppError::Store { doing, source }
 }
 
-pub(crate) async fn run(cli: Cli) -> Result<(), AppError> {
+pub(crate) async fn run(cli: Cli, metrics: crate::telemetry::Metrics) -> Result<(), AppError> {
     let file = cli::file_config(&cli.config).map_err(AppError::Config)?;
     // No subcommand is `serve`, with its settings from the environment.
     let default = <Cli as clap::Parser>::try_parse_from(["freshledger", "serve"])
@@ -159,7 +159,7 @@ pub(crate) async fn run(cli: Cli) -> Result<(), AppError> {
                 audit: cli::audit_config(audit, &file, &store.config().url)
                     .map_err(AppError::Config)?,
             };
-            serve(&store, settings).await?;
+            serve(&store, settings, metrics).await?;
         }
     }
     // Let in-flight work settle, then close the pool (flushes SQLite's WAL).
@@ -187,7 +187,11 @@ struct Serve {
     audit: Option<::audit::AuditConfig>,
 }
 
-async fn serve(store: &Store, settings: Serve) -> Result<(), AppError> {
+async fn serve(
+    store: &Store,
+    settings: Serve,
+    metrics: crate::telemetry::Metrics,
+) -> Result<(), AppError> {
     let clock: Arc<dyn Clock> = match &settings.manual_clock {
         Some(c) => c.clone(),
         None => Arc::new(SystemClock),
@@ -243,32 +247,51 @@ async fn serve(store: &Store, settings: Serve) -> Result<(), AppError> {
     ));
     let mut state = AppState::new(write, identity.clone(), settings.manual_clock)
         .with_backdate_window(settings.backdate_window);
+    let mut integrations: Vec<Arc<dyn command_api::integrations::Integration>> = Vec::new();
     if let Some(config) = settings.relay {
         let relay = relay::Relay::new(store, config)
             .await
             .map_err(store_err("preparing the Kafka relay"))?;
         workers.push(relay.spawn(stop.clone()));
-        state = state.with_integration(kafka::integration(&relay));
+        integrations.push(kafka::integration(&relay));
     }
     if let Some(config) = settings.analytics {
         let projector = ::analytics::Analytics::new(store, config)
             .await
             .map_err(store_err("preparing the ClickHouse projector"))?;
         workers.push(projector.spawn(stop.clone()));
-        state = state.with_integration(analytics::integration(&projector));
+        integrations.push(analytics::integration(&projector));
     }
     if let Some(config) = settings.audit {
         let chain = ::audit::Audit::new(store, config)
             .await
             .map_err(store_err("preparing the audit chain"))?;
         workers.push(chain.spawn(stop.clone()));
-        state = state.with_integration(audit::integration(&chain));
+        integrations.push(audit::integration(&chain));
+    }
+    for i in &integrations {
+        state = state.with_integration(i.clone());
     }
     let shutdown = shutdown_signal();
     // Tests and scripts read this line to find a port chosen by the OS.
     println!("freshledger listening on http://{bound}");
+    let scrape = {
+        let store = store.clone();
+        axum::routing::get(move || async move {
+            let text = metrics.render(&store, &integrations).await;
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                text,
+            )
+        })
+    };
     let app = command_api::edge(
-        command_api::router(state).merge(query_api::router(store, identity.clone())),
+        command_api::router(state)
+            .merge(query_api::router(store, identity.clone()))
+            .route("/metrics", scrape),
         identity,
         settings.rate_limit,
     );
@@ -427,7 +450,9 @@ fn spawn_process_managers(
         stop.clone(),
     )];
     if let Some(s) = saga {
-        let gateway = Arc::new(sagas::gateway::SimulatedGateway::new(s.outcome, s.latency));
+        let gateway = Arc::new(sagas::gateway::Metered(
+            sagas::gateway::SimulatedGateway::new(s.outcome, s.latency),
+        ));
         for shard in 0..s.shards {
             let saga = sagas::order::OrderSaga::new(write, gateway.clone(), s.config.clone())
                 .sharded(shard, s.shards);

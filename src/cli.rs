@@ -49,6 +49,23 @@ pub(crate) struct Cli {
     #[arg(long, env = "FRESHLEDGER_MAX_CONNECTIONS", global = true)]
     pub(crate) max_connections: Option<u32>,
 
+    /// Log lines on stderr: `text` for a person, or `json` (one object per
+    /// line, with the request's or reaction's correlation_id and trace_id)
+    /// for a log collector. Levels: FRESHLEDGER_LOG (e.g. `info,store=debug`).
+    #[arg(
+        long,
+        env = "FRESHLEDGER_LOG_FORMAT",
+        global = true,
+        value_enum,
+        default_value = "text"
+    )]
+    pub(crate) log_format: crate::telemetry::LogFormat,
+
+    /// Export traces over OTLP/HTTP to this collector (e.g.
+    /// http://jaeger:4318); off when unset.
+    #[arg(long, env = "FRESHLEDGER_OTLP_ENDPOINT", global = true)]
+    pub(crate) otlp_endpoint: Option<String>,
+
     #[command(subcommand)]
     pub(crate) command: Option<Command>,
 }

@@ -24,6 +24,7 @@ mod app;
 mod audit;
 mod cli;
 mod kafka;
+mod telemetry;
 
 use clap::Parser;
 
@@ -35,16 +36,22 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("FRESHLEDGER_LOG")
-                .unwrap_or_else(|_| "info,sqlx=warn,tower_http=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal, not in log files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
-    match app::run(cli::Cli::parse()).await {
+    let cli = cli::Cli::parse();
+    let started = telemetry::init(cli.log_format, cli.otlp_endpoint.as_deref())
+        .and_then(|tracing| Ok((tracing, telemetry::Metrics::install()?)));
+    let (tracing, metrics) = match started {
+        Ok(both) => both,
+        Err(e) => {
+            eprintln!("freshledger: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let result = app::run(cli, metrics).await;
+    // Spans still buffered leave before the process does.
+    tokio::task::spawn_blocking(move || tracing.shutdown())
+        .await
+        .ok();
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("freshledger: {e}");

@@ -54,6 +54,7 @@ impl Log {
             correlation_id: Uuid::now_v7(),
             causation_id: None,
             actor: "system:test".parse().unwrap(),
+            trace_parent: None,
             payload,
         });
     }

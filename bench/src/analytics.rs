@@ -145,6 +145,7 @@ impl Synth {
             correlation_id: id,
             causation_id: None,
             actor: "system:bench".parse().expect("an actor"),
+            trace_parent: None,
             payload,
         });
     }

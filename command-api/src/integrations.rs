@@ -75,6 +75,6 @@ pub struct DeadLetterInfo {
 }
 
 /// Every integration's status, in the order given.
-pub(crate) async fn statuses(all: &[std::sync::Arc<dyn Integration>]) -> Vec<IntegrationStatus> {
+pub async fn statuses(all: &[std::sync::Arc<dyn Integration>]) -> Vec<IntegrationStatus> {
     futures_util::future::join_all(all.iter().map(|i| i.status())).await
 }

@@ -257,13 +257,14 @@ pub fn edge(
     app.layer(axum::middleware::from_fn(move |req, next| {
         auth::authenticate(identity.clone(), req, next)
     }))
-    .layer(axum::middleware::from_fn(correlation))
-    .layer(tower_http::trace::TraceLayer::new_for_http())
+    .layer(axum::middleware::from_fn(observe))
 }
 
 /// Settles the request's correlation id (the client's, or a new one) and
-/// echoes it on the response.
-async fn correlation(mut req: Request, next: Next) -> Response {
+/// echoes it on the response; runs the request in a span that continues
+/// the caller's W3C trace context (`traceparent`), with the correlation and
+/// trace ids for the logs; counts it and its latency by route and status.
+async fn observe(mut req: Request, next: Next) -> Response {
     let id = req
         .headers()
         .get(CORRELATION_ID)
@@ -271,7 +272,36 @@ async fn correlation(mut req: Request, next: Next) -> Response {
         .and_then(|v| Uuid::parse_str(v).ok())
         .unwrap_or_else(Uuid::now_v7);
     req.extensions_mut().insert(CorrelationId(id));
-    let mut resp = next.run(req).await;
+    // The route's template (bounded), never the path with its ids.
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or("unmatched", |p| p.as_str())
+        .to_string();
+    let method = req.method().clone();
+    let span = tracing::info_span!(
+        "request",
+        method = %method,
+        route = %route,
+        correlation_id = %id,
+        trace_id = tracing::field::Empty,
+        status = tracing::field::Empty,
+    );
+    let parent = req
+        .headers()
+        .get(telemetry::TRACEPARENT)
+        .and_then(|v| v.to_str().ok());
+    telemetry::follow(&span, parent);
+    let started = std::time::Instant::now();
+    let mut resp = tracing::Instrument::instrument(next.run(req), span.clone()).await;
+    let status = resp.status().as_u16();
+    span.record("status", status);
+    let elapsed = started.elapsed().as_secs_f64();
+    metrics::counter!("http_requests_total", "method" => method.to_string(), "route" => route.clone(), "status" => status.to_string())
+        .increment(1);
+    metrics::histogram!("http_request_duration_seconds", "method" => method.to_string(), "route" => route)
+        .record(elapsed);
+    tracing::debug!(parent: &span, status, elapsed_ms = elapsed * 1e3, "answered");
     if let Ok(v) = HeaderValue::from_str(&id.to_string()) {
         resp.headers_mut().insert(CORRELATION_ID, v);
     }

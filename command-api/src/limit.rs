@@ -279,12 +279,12 @@ pub fn proxies(list: &str) -> Result<Vec<ipnet::IpNet>, String> {
         .collect()
 }
 
-/// The middleware: probes pass; sign-in and token routes count against
+/// The middleware: probes and the metrics scrape pass; sign-in and token routes count against
 /// their address's stricter limit; every other request against its
 /// address and its subject.
 pub async fn middleware(limit: Arc<RateLimit>, req: Request, next: Next) -> Response {
     let path = req.uri().path();
-    if path == "/healthz" || path == "/readyz" {
+    if path == "/healthz" || path == "/readyz" || path == "/metrics" {
         return next.run(req).await;
     }
     let Some(ConnectInfo(peer)) = req.extensions().get::<ConnectInfo<SocketAddr>>().copied() else {

@@ -117,6 +117,10 @@ pub mod keys {
     /// event: written with the events, so a request's outcome can be
     /// recovered from the log after a crash.
     pub const IDEMPOTENCY_KEY: &str = "idempotency_key";
+    /// The W3C trace context of the span that appended the event (the
+    /// request, or the reaction to an earlier event), so the flow's
+    /// asynchronous hops are one trace.
+    pub const TRACEPARENT: &str = "traceparent";
 }
 
 /// What a command attaches to every event it causes. The store adds the
@@ -196,6 +200,11 @@ pub struct RecordedEvent {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<Uuid>,
     pub actor: Actor,
+    /// The W3C trace context (`traceparent`) of the span that appended it,
+    /// when tracing was on: a consumer's work on the event continues that
+    /// trace.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_parent: Option<String>,
     /// The event body (see the schema for `stream_type`/`event_type`).
     pub payload: serde_json::Value,
 }

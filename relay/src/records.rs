@@ -94,6 +94,10 @@ fn envelope_headers(event: &RecordedEvent) -> Vec<(&'static str, String)> {
     if let Some(c) = event.causation_id {
         h.push(("causation_id", c.to_string()));
     }
+    // W3C trace context: a consumer's work continues the flow's trace.
+    if let Some(tp) = &event.trace_parent {
+        h.push(("traceparent", tp.clone()));
+    }
     h
 }
 

@@ -71,6 +71,80 @@ pub trait PaymentGateway: Send + Sync {
     ) -> Result<Void, GatewayError>;
 }
 
+/// A gateway whose calls are counted by operation and outcome
+/// (`freshledger_gateway_calls_total`, `approved`, `declined`, `timeout`,
+/// `invalid`) and timed (`freshledger_gateway_call_duration_seconds`).
+pub struct Metered<G>(pub G);
+
+fn metered<T>(
+    gateway: &str,
+    operation: &'static str,
+    started: std::time::Instant,
+    r: Result<T, GatewayError>,
+) -> Result<T, GatewayError> {
+    let outcome = match &r {
+        Ok(_) => "approved",
+        Err(GatewayError::Declined { .. }) => "declined",
+        Err(GatewayError::Timeout) => "timeout",
+        Err(GatewayError::Invalid(_)) => "invalid",
+    };
+    metrics::counter!("freshledger_gateway_calls_total", "gateway" => gateway.to_string(), "operation" => operation, "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!("freshledger_gateway_call_duration_seconds", "gateway" => gateway.to_string(), "operation" => operation)
+        .record(started.elapsed().as_secs_f64());
+    r
+}
+
+#[async_trait]
+impl<G: PaymentGateway> PaymentGateway for Metered<G> {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+    async fn authorize(&self, key: &str, amount: Money) -> Result<Authorization, GatewayError> {
+        let t = std::time::Instant::now();
+        metered(
+            self.name(),
+            "authorize",
+            t,
+            self.0.authorize(key, amount).await,
+        )
+    }
+    async fn capture(
+        &self,
+        key: &str,
+        authorization: &str,
+        amount: Money,
+    ) -> Result<Capture, GatewayError> {
+        let t = std::time::Instant::now();
+        let r = self.0.capture(key, authorization, amount).await;
+        metered(self.name(), "capture", t, r)
+    }
+    async fn refund(
+        &self,
+        key: &str,
+        capture: &str,
+        amount: Money,
+    ) -> Result<Refund, GatewayError> {
+        let t = std::time::Instant::now();
+        metered(
+            self.name(),
+            "refund",
+            t,
+            self.0.refund(key, capture, amount).await,
+        )
+    }
+    async fn void(
+        &self,
+        key: &str,
+        authorization: &str,
+        amount: Money,
+    ) -> Result<Void, GatewayError> {
+        let t = std::time::Instant::now();
+        let r = self.0.void(key, authorization, amount).await;
+        metered(self.name(), "void", t, r)
+    }
+}
+
 /// How the simulated gateway answers authorizations.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {

@@ -51,6 +51,8 @@ pub async fn fire_due(
             Err(CommandError::Store(e)) => return Err(e),
         }
     }
+    metrics::gauge!("freshledger_timers_due").set(due.len() as f64);
+    metrics::counter!("freshledger_timers_fired_total").increment(fired as u64);
     if due.len() == BATCH {
         // More may be due already.
         return Ok((fired, Some(now)));

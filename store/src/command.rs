@@ -27,6 +27,7 @@ use backon::{BackoffBuilder, ExponentialBuilder};
 use cqrs_es::event_sink::EventSink;
 use cqrs_es::persist::{EventStoreAggregateContext, PersistedEventStore};
 use cqrs_es::{Aggregate, AggregateError, EventStore};
+use event_schemas::envelope::keys;
 use event_schemas::EventMetadata;
 use lru::LruCache;
 
@@ -221,6 +222,32 @@ where
         command: A::Command,
         metadata: &EventMetadata,
     ) -> Result<Appended, CommandError<A::Error>> {
+        let started = std::time::Instant::now();
+        let result = self.decide_and_append(id, command, metadata).await;
+        let outcome = match &result {
+            Ok(a) if a.events > 0 => {
+                metrics::counter!("freshledger_events_appended_total", "stream_type" => A::TYPE)
+                    .increment(a.events as u64);
+                "appended"
+            }
+            Ok(_) => "unchanged",
+            Err(CommandError::Rejected(_)) => "rejected",
+            Err(CommandError::Conflict { .. }) => "conflict",
+            Err(_) => "error",
+        };
+        metrics::counter!("freshledger_commands_total", "aggregate" => A::TYPE, "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("freshledger_command_duration_seconds", "aggregate" => A::TYPE)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn decide_and_append(
+        &self,
+        id: &str,
+        command: A::Command,
+        metadata: &EventMetadata,
+    ) -> Result<Appended, CommandError<A::Error>> {
         let mut delays = ExponentialBuilder::default()
             .with_min_delay(self.retry.min_delay)
             .with_max_delay(self.retry.max_delay)
@@ -228,6 +255,12 @@ where
             .with_jitter()
             .build();
         let mut attempts = 0;
+        // What every event of the commit carries: the command's metadata
+        // and the trace context it runs in.
+        let mut map = metadata.to_map();
+        if let Some(tp) = telemetry::traceparent() {
+            map.entry(keys::TRACEPARENT.to_string()).or_insert(tp);
+        }
         let mut verified = self.cache.is_none();
         let mut ctx = if verified {
             self.load_fresh(id).await?
@@ -267,7 +300,7 @@ where
             let n = decided.len();
             let (result, positions) = COMMITTED
                 .scope(RefCell::new(Vec::new()), async {
-                    let r = self.events.commit(decided, ctx, metadata.to_map()).await;
+                    let r = self.events.commit(decided, ctx, map.clone()).await;
                     (r, COMMITTED.with(|c| c.take()))
                 })
                 .await;
@@ -289,6 +322,8 @@ where
                     });
                 }
                 Err(AggregateError::AggregateConflict) => {
+                    metrics::counter!("freshledger_command_conflicts_total", "aggregate" => A::TYPE)
+                        .increment(1);
                     self.forget(id);
                     match delays.next() {
                         Some(delay) => {

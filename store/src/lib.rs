@@ -109,6 +109,14 @@ struct Inner {
     share: lease::Share,
 }
 
+/// What [`Store::pool_status`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStatus {
+    pub open: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
 /// A writer's turn at the SQLite write lock (see [`Store::write_turn`]);
 /// held until its transaction ends.
 pub(crate) type WriteTurn = Option<turns::Turn>;
@@ -272,6 +280,21 @@ impl Store {
     }
 
     /// One round trip to the database (readiness probes).
+    /// The connection pool: connections open, of which idle, and the most
+    /// it opens.
+    pub fn pool_status(&self) -> PoolStatus {
+        let max = self.inner.config.max_connections;
+        let (size, idle, max) = match self.backend() {
+            Backend::Postgres(p) => (p.size(), p.num_idle(), max),
+            Backend::Sqlite(p) => (p.size(), p.num_idle(), max.clamp(1, 8)),
+        };
+        PoolStatus {
+            open: size,
+            idle: idle as u32,
+            max,
+        }
+    }
+
     pub async fn ping(&self) -> Result<(), StoreError> {
         sql::fetch(self, "SELECT 1 AS one", &[]).await.map(|_| ())
     }

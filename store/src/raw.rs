@@ -60,6 +60,7 @@ impl StoredEvent {
             correlation_id: meta.correlation_id,
             causation_id: meta.causation_id,
             actor: meta.actor,
+            trace_parent: map.get(keys::TRACEPARENT).cloned(),
             payload,
         })
     }

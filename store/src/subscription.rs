@@ -24,6 +24,7 @@ use async_trait::async_trait;
 use event_schemas::RecordedEvent;
 use sqlx::{Postgres, Sqlite, Transaction};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::turns::Class;
 use crate::{sql, Backend, Store, StoreError};
@@ -102,13 +103,34 @@ impl Consumer {
     }
 }
 
+/// One reaction, in a span that continues the event's trace, so the
+/// commands it sends carry that trace on (see `telemetry`).
+fn reaction<'a>(
+    name: &str,
+    reactor: &'a dyn Reactor,
+    e: &'a RecordedEvent,
+) -> impl std::future::Future<Output = Result<(), HandlerError>> + Send + 'a {
+    let span = tracing::info_span!(
+        "react",
+        subscription = name,
+        event_type = %e.event_type,
+        position = e.global_position,
+        correlation_id = %e.correlation_id,
+        trace_id = tracing::field::Empty,
+    );
+    telemetry::follow(&span, e.trace_parent.as_deref());
+    reactor.react(e).instrument(span)
+}
+
 /// Reacts to `events`: runs of keyed events concurrently by key (up to
 /// `concurrency` keys at once), the rest alone, in log order.
 async fn react_all(
+    name: &str,
     reactor: &dyn Reactor,
     events: &[&RecordedEvent],
     concurrency: usize,
 ) -> Result<(), HandlerError> {
+    let react = |e| reaction(name, reactor, e);
     // Each event's key, worked out once.
     let keyed: Vec<(&RecordedEvent, Option<String>)> = events
         .iter()
@@ -117,7 +139,7 @@ async fn react_all(
     let mut rest = &keyed[..];
     while let Some((first, key)) = rest.first() {
         if key.is_none() {
-            reactor.react(first).await?;
+            react(first).await?;
             rest = &rest[1..];
             continue;
         }
@@ -142,7 +164,7 @@ async fn react_all(
                 .map(|group| {
                     Box::pin(async move {
                         for e in group {
-                            reactor.react(e).await?;
+                            react(e).await?;
                         }
                         Ok(())
                     }) as futures_util::future::BoxFuture<'_, _>
@@ -415,7 +437,7 @@ impl Subscription {
             {
                 return Ok(false);
             }
-            react_all(reactor.as_ref(), &wanted, self.concurrency)
+            react_all(&self.name, reactor.as_ref(), &wanted, self.concurrency)
                 .await
                 .map_err(ApplyError::Handler)?;
         }

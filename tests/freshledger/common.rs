@@ -24,6 +24,8 @@ pub struct App {
     child: Option<Child>,
     db: Option<TestDb>,
     pub database_url: String,
+    /// `FRESHLEDGER_LOG` of the server (`warn` unless a test asks).
+    log_level: &'static str,
 }
 
 pub async fn spawn(backend: Backend) -> App {
@@ -43,6 +45,7 @@ pub async fn spawn_signed_out(backend: Backend, extra: &[&str]) -> App {
         child: None,
         database_url: db.url.clone(),
         db: Some(db),
+        log_level: "warn",
     };
     app.start(extra);
     app
@@ -60,6 +63,26 @@ pub async fn spawn_on(database_url: &str, extra: &[&str]) -> App {
         child: None,
         database_url: database_url.to_string(),
         db: None,
+        log_level: "warn",
+    };
+    app.start(extra);
+    app.sign_in_admin().await;
+    app
+}
+
+/// A signed-in server whose log has `level` (`FRESHLEDGER_LOG`).
+pub async fn spawn_logging(backend: Backend, extra: &[&str], level: &'static str) -> App {
+    let db = TestDb::new(backend, "app").await;
+    let mut app = App {
+        url: String::new(),
+        client: Client::new(),
+        admin_token: String::new(),
+        admin_totp: String::new(),
+        logs: Default::default(),
+        child: None,
+        database_url: db.url.clone(),
+        db: Some(db),
+        log_level: level,
     };
     app.start(extra);
     app.sign_in_admin().await;
@@ -86,6 +109,7 @@ impl App {
             child: None,
             database_url: other.database_url.clone(),
             db: None,
+            log_level: "warn",
         };
         app.start(extra);
         app
@@ -146,7 +170,7 @@ impl App {
             ])
             .args(saga)
             .args(extra)
-            .env("FRESHLEDGER_LOG", "warn")
+            .env("FRESHLEDGER_LOG", self.log_level)
             .env("FRESHLEDGER_ADMIN_PASSWORD", ADMIN_PASSWORD)
             .env("FRESHLEDGER_MAIL_DIR", self.mail_dir())
             // Tests fire requests far faster than any client should; the
@@ -276,6 +300,11 @@ impl App {
     }
 
     /// The server's stderr lines so far that contain every one of `words`.
+    /// Every line the server has logged so far.
+    pub fn log_lines(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
     pub fn log_lines_with(&self, words: &[&str]) -> Vec<String> {
         self.logs
             .lock()

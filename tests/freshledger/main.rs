@@ -12,6 +12,7 @@ mod graphql;
 mod idempotency;
 mod identity;
 mod kafka;
+mod operability;
 mod projections;
 mod replicas;
 mod saga;

@@ -37,6 +37,7 @@ fn recorded(stream: &str, id: &str, version: u64, event_type: &str, body: Value)
         correlation_id: Uuid::now_v7(),
         causation_id: None,
         actor: Actor::system("test"),
+        trace_parent: None,
         payload: body,
     }
 }

@@ -307,6 +307,8 @@ impl Reactor for OrderSaga {
         if !self.wants(event) {
             return Ok(());
         }
+        metrics::counter!("freshledger_saga_steps_total", "saga" => "order", "event" => event.event_type.clone())
+            .increment(1);
         match event.decode()? {
             AnyEvent::Order(e) => {
                 let order_id: OrderId = event.stream_id.parse()?;

@@ -11,7 +11,7 @@ use event_schemas::values::{Money, OrderId};
 use event_schemas::{EventMetadata, RecordedEvent};
 use store::HandlerError;
 
-use super::steps::{done, text};
+use super::steps::{compensated, done, text};
 use super::{payment_id, OrderSaga, Phase};
 use crate::fail;
 use crate::gateway::GatewayError;
@@ -277,7 +277,9 @@ impl OrderSaga {
                     meta,
                 )
                 .await;
-            done(r, |e| matches!(e, PaymentError::Voided))?;
+            if done(r, |e| matches!(e, PaymentError::Voided))? {
+                compensated("void_payment");
+            }
         } else if payment.amount_due().is_some()
             && payment.method() == Some(PaymentMethod::Card)
             && !payment.is_failed()
@@ -305,7 +307,9 @@ impl OrderSaga {
                     meta,
                 )
                 .await;
-            done(r, |e| matches!(e, OrderError::RefundExceedsPaid { .. }))?;
+            if done(r, |e| matches!(e, OrderError::RefundExceedsPaid { .. }))? {
+                compensated("request_refund");
+            }
         }
         Ok(())
     }

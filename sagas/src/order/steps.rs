@@ -33,6 +33,12 @@ pub(super) fn done<E: std::error::Error + Send + Sync + 'static>(
     }
 }
 
+/// Counts a compensation the saga made (`freshledger_saga_compensations_total`).
+pub(super) fn compensated(kind: &'static str) {
+    metrics::counter!("freshledger_saga_compensations_total", "saga" => "order", "kind" => kind)
+        .increment(1);
+}
+
 impl OrderSaga {
     /// The order, at least as recent as `event` when the event is its own.
     pub(super) async fn order(
@@ -74,7 +80,9 @@ impl OrderSaga {
                 meta,
             )
             .await;
-        done(r, |e| matches!(e, OrderError::IllegalTransition { .. }))?;
+        if done(r, |e| matches!(e, OrderError::IllegalTransition { .. }))? {
+            compensated("cancel_order");
+        }
         Ok(())
     }
 
@@ -116,6 +124,7 @@ impl OrderSaga {
             .execute(&id, IC::ReleaseReservation { order_id, reason }, meta)
             .await
             .map_err(fail)?;
+        compensated("release_stock");
         self.write_off_if_expired(batch, meta).await
     }
 
