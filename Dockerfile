@@ -7,7 +7,7 @@ RUN cargo build --release --locked --bin freshledger
 
 FROM debian:bookworm-slim
 RUN apt-get update && apt-get install -y --no-install-recommends ca-certificates curl && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --home /var/lib/freshledger freshledger \
+    && useradd --system --uid 10001 --home /var/lib/freshledger freshledger \
     && mkdir -p /var/lib/freshledger/data && chown freshledger /var/lib/freshledger/data
 COPY --from=build /src/target/release/freshledger /usr/local/bin/freshledger
 USER freshledger

@@ -128,6 +128,12 @@ struct Args {
     /// An extra flag for the server (repeatable), e.g. `--server-arg=--audit-chain=false`.
     #[arg(long, allow_hyphen_values = true)]
     server_arg: Vec<String>,
+    /// Server processes on the one database (Postgres for more than one);
+    /// order i's commands go to process i mod N, as a load balancer with
+    /// per-order affinity would send them. The background work is shared
+    /// between them through leases.
+    #[arg(long, default_value_t = 1)]
+    processes: usize,
 }
 
 const SKUS: usize = 20;
@@ -261,6 +267,8 @@ impl Drop for Server {
 struct Client {
     http: reqwest::Client,
     url: String,
+    /// Every process's URL (`url` is the first).
+    urls: Vec<String>,
     latencies: Arc<Mutex<Vec<Duration>>>,
     /// (global position, when its command was answered), for the lag probe.
     acked: Arc<Mutex<Vec<(u64, Instant)>>>,
@@ -594,6 +602,10 @@ async fn probe_lag(
 
 /// One order: its whole lifecycle by hand, or only its placement (saga).
 async fn one_order(c: Client, stock: Arc<Vec<(String, Vec<String>)>>, i: usize, mode: Mode) {
+    let c = Client {
+        url: c.urls[i % c.urls.len()].clone(),
+        ..c
+    };
     let (sku, batches) = &stock[i % SKUS];
     match mode {
         Mode::Manual => lifecycle(&c, sku, &batches[(i / SKUS) % BATCHES_PER_SKU]).await,
@@ -771,7 +783,23 @@ async fn main() {
         ]);
     }
     flags.extend(args.server_arg.iter().cloned());
+    assert!(
+        args.processes == 1 || args.backend == Backend::Postgres,
+        "several processes share a Postgres database (SQLite is one process's file)"
+    );
+    let mut others: Vec<Server> = Vec::new();
     let server = Server::start(&server_bin, &db.url, args.mode == Mode::Saga, &flags);
+    for _ in 1..args.processes.max(1) {
+        others.push(Server::start(
+            &server_bin,
+            &db.url,
+            args.mode == Mode::Saga,
+            &flags,
+        ));
+    }
+    let urls: Vec<String> = std::iter::once(server.url.clone())
+        .chain(others.iter().map(|s| s.url.clone()))
+        .collect();
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(token) = admin_token(&server.url).await {
         headers.insert(
@@ -786,6 +814,7 @@ async fn main() {
             .build()
             .expect("HTTP client"),
         url: server.url.clone(),
+        urls,
         latencies: Arc::new(Mutex::new(Vec::new())),
         acked: Arc::new(Mutex::new(Vec::new())),
     };
@@ -919,7 +948,10 @@ async fn main() {
     let mut lat = client.latencies.lock().unwrap().clone();
     lat.sort();
     lags.sort();
-    let peak = server.peak_kib();
+    let peak = std::iter::once(&server)
+        .chain(&others)
+        .filter_map(Server::peak_kib)
+        .max();
     let events = events_after - events_before;
 
     // A full rebuild of every read model, while the server keeps serving.
@@ -956,6 +988,7 @@ async fn main() {
         }
     }
     server.stop();
+    others.into_iter().for_each(Server::stop);
 
     let commands = lat.len();
     let secs = sent.as_secs_f64();
@@ -965,8 +998,12 @@ async fn main() {
             args.backend, args.mode, args.orders
         ),
         None => println!(
-            "backend {:?}, mode {:?}, {} clients, {} orders",
-            args.backend, args.mode, args.clients, args.orders
+            "backend {:?}, mode {:?}, {} clients, {} orders, {} process(es)",
+            args.backend,
+            args.mode,
+            args.clients,
+            args.orders,
+            args.processes.max(1)
         ),
     }
     println!(

@@ -60,8 +60,10 @@ const CHECK_BOUND: Duration = Duration::from_secs(2);
 pub(crate) struct Share {
     /// Leased works this process runs (each [`Store::run_leased`] call).
     works: AtomicUsize,
-    /// Leases they hold.
+    /// Leases they hold within the share.
     held: AtomicUsize,
+    /// Leases held beyond the share: works no other process wanted.
+    forced: AtomicUsize,
     /// Serving processes on the database, as last counted (at least 1).
     members: AtomicUsize,
     /// Whether this process has joined (Postgres), and the token that ends
@@ -76,6 +78,7 @@ impl Default for Share {
         Share {
             works: AtomicUsize::new(0),
             held: AtomicUsize::new(0),
+            forced: AtomicUsize::new(0),
             members: AtomicUsize::new(1),
             joined: Mutex::new(None),
             states: Mutex::new(BTreeMap::new()),
@@ -208,7 +211,7 @@ impl Store {
         LeaseReport {
             members: share.members.load(Ordering::SeqCst).max(1),
             fair_share: share.fair(),
-            held: share.held.load(Ordering::SeqCst),
+            held: share.held.load(Ordering::SeqCst) + share.forced.load(Ordering::SeqCst),
             works: share
                 .states
                 .lock()
@@ -398,6 +401,9 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 /// The least time a lease is held before it is handed over to balance
 /// the work (so a process joining does not set leases bouncing).
 const MIN_HOLD: Duration = Duration::from_secs(3);
+/// Every this many standby turns at full share (3 s), a work looks whether
+/// its lease is free (taken beyond the share when free twice running).
+const ORPHAN_PROBE: u32 = 6;
 
 impl Store {
     /// Runs `work` whenever this process holds the lease `name`, until
@@ -434,12 +440,52 @@ impl Store {
             }
         };
         let mut backoff = FIRST_BACKOFF;
+        // Turns stood by at full share, and whether the last probe found
+        // the lease free (see below).
+        let (mut at_share, mut seen_free) = (0u32, false);
         while !stop.is_cancelled() {
             if !share.claim() {
+                // At full share. Still, every few seconds: is the lease
+                // free, and was it free at the last look too? Then no
+                // process below its share runs this work (processes with
+                // other settings, say one without the order saga): take it
+                // beyond the share, for good (never handed over to
+                // balance), so no work is left without a process.
+                at_share += 1;
+                if at_share % ORPHAN_PROBE == 0 {
+                    match self.try_lease(name).await {
+                        Ok(Some(mut lease)) if seen_free => {
+                            seen_free = false;
+                            lease.stopping = stop.child_token();
+                            share.forced.fetch_add(1, Ordering::SeqCst);
+                            tracing::info!(
+                                lease = name,
+                                "took a lease no other process wanted, beyond this one's share"
+                            );
+                            let r = self
+                                .hold(name, lease, stop, None, &mut tell, &mut work)
+                                .await;
+                            share.forced.fetch_sub(1, Ordering::SeqCst);
+                            if let Err(e) = r {
+                                tell(Turn::Failed(e));
+                                pause(backoff).await;
+                                backoff = (backoff * 2).min(MAX_BACKOFF);
+                            }
+                            continue;
+                        }
+                        Ok(Some(lease)) => {
+                            seen_free = true;
+                            lease.release().await;
+                        }
+                        _ => seen_free = false,
+                    }
+                }
                 tell(Turn::Standby);
                 pause(STANDBY_RETRY).await;
                 continue;
             }
+            at_share = 0;
+            seen_free = false;
             let mut lease = match self.try_lease(name).await {
                 Ok(Some(lease)) => lease,
                 Ok(None) => {
@@ -463,34 +509,60 @@ impl Store {
                 lease.stopping.clone(),
                 handed_over.clone(),
             ));
-            tell(Turn::Starting);
-            share.set(name, WorkState::Active, None);
             let started = std::time::Instant::now();
-            let result = work(lease).await;
+            let result = self
+                .hold(name, lease, stop, Some(&handed_over), &mut tell, &mut work)
+                .await;
             balancer.abort();
             if !handed_over.load(Ordering::SeqCst) {
                 share.unclaim();
             }
-            match result {
-                Ok(()) if stop.is_cancelled() => break,
-                Ok(()) => {
-                    tracing::info!(lease = name, "handed the lease over to balance the work");
-                    tell(Turn::Standby);
-                    pause(STANDBY_RETRY).await;
+            if let Err(e) = result {
+                if started.elapsed() > Duration::from_secs(60) {
+                    backoff = FIRST_BACKOFF;
                 }
-                Err(e) => {
-                    if started.elapsed() > Duration::from_secs(60) {
-                        backoff = FIRST_BACKOFF;
-                    }
-                    tracing::warn!(lease = name, error = %e, retry_in = ?backoff, "leased work failed; retrying");
-                    tell(Turn::Failed(e.to_string()));
-                    pause(backoff).await;
-                    backoff = (backoff * 2).min(MAX_BACKOFF);
-                }
+                tell(Turn::Failed(e));
+                pause(backoff).await;
+                backoff = (backoff * 2).min(MAX_BACKOFF);
             }
         }
         share.works.fetch_sub(1, Ordering::SeqCst);
         tell(Turn::Stopped);
+    }
+}
+
+impl Store {
+    /// Runs `work` on `lease` until it ends: `Err` with the failure, `Ok`
+    /// when stopped or handed over.
+    async fn hold<F, Fut, E>(
+        &self,
+        name: &str,
+        lease: Lease,
+        stop: &CancellationToken,
+        handed_over: Option<&AtomicBool>,
+        tell: &mut impl FnMut(Turn),
+        work: &mut F,
+    ) -> Result<(), String>
+    where
+        F: FnMut(Lease) -> Fut,
+        Fut: std::future::Future<Output = Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        tell(Turn::Starting);
+        self.inner.share.set(name, WorkState::Active, None);
+        match work(lease).await {
+            Ok(()) => {
+                if !stop.is_cancelled() && handed_over.is_some_and(|h| h.load(Ordering::SeqCst)) {
+                    tracing::info!(lease = name, "handed the lease over to balance the work");
+                    tell(Turn::Standby);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                tracing::warn!(lease = name, error = %e, "leased work failed; retrying");
+                Err(e.to_string())
+            }
+        }
     }
 }
 

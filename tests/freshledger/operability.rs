@@ -145,6 +145,31 @@ async fn metrics_logs_traces_and_readiness() {
     assert!(!text.contains(order) && !text.contains(CORRELATION));
     assert!(text.contains("# HELP freshledger_commands_total"));
 
+    // Every metric the service dashboard charts is one the binary records.
+    let dashboard: Value =
+        serde_json::from_str(include_str!("../../deploy/grafana/dashboards/service.json")).unwrap();
+    let described = include_str!("../../src/telemetry.rs");
+    for panel in dashboard["panels"].as_array().unwrap() {
+        let expr = panel["targets"][0]["expr"].as_str().unwrap();
+        let names = expr
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .filter(|w| {
+                w.starts_with("freshledger_") || w.starts_with("http_") || w.starts_with("process_")
+            });
+        for name in names {
+            let base = name
+                .trim_end_matches("_bucket")
+                .trim_end_matches("_sum")
+                .trim_end_matches("_count");
+            let known = if base.starts_with("process_") {
+                text.contains(&format!("# TYPE {base} "))
+            } else {
+                described.contains(&format!("\"{base}\""))
+            };
+            assert!(known, "the dashboard charts {name}, which nothing records");
+        }
+    }
+
     // Readiness details: the database, every subscriber, the leases.
     let ready = app.get_json("/readyz").await;
     assert_eq!(ready["status"], "ready");

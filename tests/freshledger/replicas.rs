@@ -267,3 +267,37 @@ async fn a_stopping_process_hands_its_leases_over() {
     assert_eq!(now[0].len(), works);
     first.finish().await;
 }
+
+/// Processes with different settings (one runs the order saga, one does
+/// not): every work is still held by some process, though the saga
+/// process then holds more than its share.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_work_is_left_without_a_process() {
+    let first = spawn_with(
+        Backend::Postgres,
+        &["--demo-data", "false", "--order-saga", "true"],
+    )
+    .await;
+    let second = App::attach(&first, &["--demo-data", "false"]).await;
+    let mut last = Value::Null;
+    for _ in 0..600 {
+        let (a, b) = (leases(&first).await, leases(&second).await);
+        let works: HashSet<String> = a["works"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|w| w["name"].as_str().unwrap().to_string())
+            .collect();
+        let held_a = active(&a);
+        let held_b = active(&b);
+        let held: HashSet<&String> = held_a.iter().chain(&held_b).collect();
+        if n(&a["members"]) == 2 && held.len() == works.len() && !held_b.is_empty() {
+            assert_eq!(held_a.len() + held_b.len(), works.len(), "{a} {b}");
+            first.finish().await;
+            return;
+        }
+        last = serde_json::json!([a, b]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("some work has no process: {last}");
+}
