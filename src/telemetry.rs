@@ -54,6 +54,12 @@ pub(crate) fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<Tra
             .build()
             .map_err(|e| format!("the OTLP exporter for {endpoint}: {e}"))?;
         provider = provider.with_batch_exporter(exporter);
+    } else {
+        // Nothing leaves the process: keep the context (ids in events,
+        // logs and Kafka headers) but record no spans of our own.
+        provider = provider.with_sampler(opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(
+            opentelemetry_sdk::trace::Sampler::AlwaysOff,
+        )));
     }
     let provider = provider.build();
     let filter = tracing_subscriber::EnvFilter::try_from_env("FRESHLEDGER_LOG")
@@ -72,10 +78,18 @@ pub(crate) fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<Tra
             .with_writer(std::io::stderr)
             .boxed(),
     };
+    // Each layer has its own filter: traces (and the trace context carried
+    // into the events) do not depend on how much is logged.
+    let spans = tracing_subscriber::EnvFilter::new(
+        "info,sqlx=warn,tower_http=warn,hyper=warn,h2=warn,reqwest=warn,rdkafka=warn",
+    );
     tracing_subscriber::registry()
-        .with(filter)
-        .with(logs)
-        .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("freshledger")))
+        .with(logs.with_filter(filter))
+        .with(
+            tracing_opentelemetry::layer()
+                .with_tracer(provider.tracer("freshledger"))
+                .with_filter(spans),
+        )
         .try_init()
         .map_err(|e| format!("installing the logger: {e}"))?;
     Ok(Tracing { provider })

@@ -245,6 +245,25 @@ async fn three_processes_share_the_work_and_survive_sigkill() {
     );
     assert_timers_fired_once(&events);
 
+    // One trace per order across processes (the request in one, the
+    // saga's reservation in whichever held its shard), whatever the log
+    // level (these servers log warnings only).
+    let trace = |e: &Value| {
+        e["trace_parent"]
+            .as_str()
+            .and_then(|t| t.split('-').nth(1))
+            .map(str::to_string)
+    };
+    let order_trace: HashMap<&str, String> = events
+        .iter()
+        .filter(|e| e["event_type"] == "OrderPlaced")
+        .map(|e| (e["stream_id"].as_str().unwrap(), trace(e).expect("traced")))
+        .collect();
+    for e in events.iter().filter(|e| e["event_type"] == "StockReserved") {
+        let order = e["payload"]["order_id"].as_str().unwrap();
+        assert_eq!(trace(e).as_ref(), order_trace.get(order), "{e}");
+    }
+
     // The read models equal a rebuild from the log.
     let live = cli(&first, &["projections", "checksum"]);
     cli(&first, &["projections", "rebuild"]);
