@@ -54,12 +54,6 @@ pub(crate) fn init(format: LogFormat, otlp_endpoint: Option<&str>) -> Result<Tra
             .build()
             .map_err(|e| format!("the OTLP exporter for {endpoint}: {e}"))?;
         provider = provider.with_batch_exporter(exporter);
-    } else {
-        // Nothing leaves the process: keep the context (ids in events,
-        // logs and Kafka headers) but record no spans of our own.
-        provider = provider.with_sampler(opentelemetry_sdk::trace::Sampler::ParentBased(Box::new(
-            opentelemetry_sdk::trace::Sampler::AlwaysOff,
-        )));
     }
     let provider = provider.build();
     let filter = tracing_subscriber::EnvFilter::try_from_env("FRESHLEDGER_LOG")

@@ -186,16 +186,21 @@ pub async fn middleware(State(state): State<AppState>, req: Request, next: Next)
             let mut parts = parts;
             parts.extensions.insert(IdempotencyKey(key.clone()));
             // Its own task: a client hanging up must not cut the command
-            // short between its commit and the record of its answer.
-            let run = tokio::spawn(async move {
-                let resp = next
-                    .run(Request::from_parts(parts, Body::from(bytes)))
-                    .await;
-                let (parts, body) = resp.into_parts();
-                let bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
-                settle(&state, &key, parts.status, &String::from_utf8_lossy(&bytes)).await;
-                Response::from_parts(parts, Body::from(bytes))
-            });
+            // short between its commit and the record of its answer. It
+            // stays in the request's span (its trace goes into the events).
+            let span = tracing::Span::current();
+            let run = tokio::spawn(tracing::Instrument::instrument(
+                async move {
+                    let resp = next
+                        .run(Request::from_parts(parts, Body::from(bytes)))
+                        .await;
+                    let (parts, body) = resp.into_parts();
+                    let bytes = to_bytes(body, usize::MAX).await.unwrap_or_default();
+                    settle(&state, &key, parts.status, &String::from_utf8_lossy(&bytes)).await;
+                    Response::from_parts(parts, Body::from(bytes))
+                },
+                span,
+            ));
             match run.await {
                 Ok(resp) => resp,
                 Err(e) => {
