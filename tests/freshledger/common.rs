@@ -35,6 +35,11 @@ pub async fn spawn(backend: Backend) -> App {
 /// A server whose first admin has not signed in yet (`client` sends no
 /// token).
 pub async fn spawn_signed_out(backend: Backend, extra: &[&str]) -> App {
+    started(backend, extra, "warn").await
+}
+
+/// A server on a fresh database logging at `level`, not signed in.
+async fn started(backend: Backend, extra: &[&str], level: &'static str) -> App {
     let db = TestDb::new(backend, "app").await;
     let mut app = App {
         url: String::new(),
@@ -45,7 +50,7 @@ pub async fn spawn_signed_out(backend: Backend, extra: &[&str]) -> App {
         child: None,
         database_url: db.url.clone(),
         db: Some(db),
-        log_level: "warn",
+        log_level: level,
     };
     app.start(extra);
     app
@@ -72,19 +77,7 @@ pub async fn spawn_on(database_url: &str, extra: &[&str]) -> App {
 
 /// A signed-in server whose log has `level` (`FRESHLEDGER_LOG`).
 pub async fn spawn_logging(backend: Backend, extra: &[&str], level: &'static str) -> App {
-    let db = TestDb::new(backend, "app").await;
-    let mut app = App {
-        url: String::new(),
-        client: Client::new(),
-        admin_token: String::new(),
-        admin_totp: String::new(),
-        logs: Default::default(),
-        child: None,
-        database_url: db.url.clone(),
-        db: Some(db),
-        log_level: level,
-    };
-    app.start(extra);
+    let mut app = started(backend, extra, level).await;
     app.sign_in_admin().await;
     app
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::common::*;
 use crate::projections::cli;
 use crate::saga::{
-    all_events, assert_books_balance, assert_timers_fired_once, batches, n, of_type, order_body,
+    all_events, assert_books_balance, assert_nothing_twice, batches, n, of_type, order_body,
     receive, statuses,
 };
 use chrono::Utc;
@@ -227,23 +227,7 @@ async fn three_processes_share_the_work_and_survive_sigkill() {
     assert_eq!(placed.len(), ids.len(), "one order per request");
     let placed: HashSet<&str> = placed.into_iter().collect();
     assert!(ids.iter().all(|id| placed.contains(id.as_str())));
-    let mut reservations: HashMap<(&str, &str), usize> = HashMap::new();
-    for (batch, p) in of_type(&events, "StockReserved") {
-        *reservations
-            .entry((batch, p["order_id"].as_str().unwrap()))
-            .or_default() += 1;
-    }
-    assert!(reservations.values().all(|&c| c == 1), "reserved twice");
-    let mut authorized: HashMap<&str, usize> = HashMap::new();
-    for (payment, _) in of_type(&events, "PaymentAuthorized") {
-        *authorized.entry(payment).or_default() += 1;
-    }
-    assert!(authorized.values().all(|&c| c == 1), "authorized twice");
-    assert_eq!(
-        authorized.len(),
-        statuses.iter().filter(|(s, _)| s == "PAID").count()
-    );
-    assert_timers_fired_once(&events);
+    assert_nothing_twice(&events, &statuses);
 
     // One trace per order across processes (the request in one, the
     // saga's reservation in whichever held its shard), whatever the log

@@ -196,6 +196,28 @@ pub(crate) async fn all_events(app: &App) -> Vec<Value> {
 }
 
 /// No timer fired twice.
+/// One reservation per order and batch, one authorization per payment
+/// (and one per paid order), one firing per timer.
+pub(crate) fn assert_nothing_twice(events: &[Value], statuses: &[(String, Option<String>)]) {
+    let mut reservations: HashMap<(&str, &str), usize> = HashMap::new();
+    for (batch, p) in of_type(events, "StockReserved") {
+        *reservations
+            .entry((batch, p["order_id"].as_str().unwrap()))
+            .or_default() += 1;
+    }
+    assert!(reservations.values().all(|&c| c == 1), "reserved twice");
+    let mut authorized: HashMap<&str, usize> = HashMap::new();
+    for (payment, _) in of_type(events, "PaymentAuthorized") {
+        *authorized.entry(payment).or_default() += 1;
+    }
+    assert!(authorized.values().all(|&c| c == 1), "authorized twice");
+    assert_eq!(
+        authorized.len(),
+        statuses.iter().filter(|(s, _)| s == "PAID").count()
+    );
+    assert_timers_fired_once(events);
+}
+
 pub(crate) fn assert_timers_fired_once(events: &[Value]) {
     let mut fired: HashMap<&str, usize> = HashMap::new();
     for e in events.iter().filter(|e| e["event_type"] == "TimerFired") {
@@ -815,23 +837,7 @@ async fn sagas_survive_sigkill(backend: Backend) {
     // Nothing happened twice: one reservation per order and batch, one
     // authorization per payment, one firing per timer, one hold per lime.
     let events = all_events(&app).await;
-    let mut reservations: HashMap<(&str, &str), usize> = HashMap::new();
-    for (batch, p) in of_type(&events, "StockReserved") {
-        *reservations
-            .entry((batch, p["order_id"].as_str().unwrap()))
-            .or_default() += 1;
-    }
-    assert!(reservations.values().all(|&c| c == 1), "reserved twice");
-    let mut authorized: HashMap<&str, usize> = HashMap::new();
-    for (payment, _) in of_type(&events, "PaymentAuthorized") {
-        *authorized.entry(payment).or_default() += 1;
-    }
-    assert!(authorized.values().all(|&c| c == 1), "authorized twice");
-    assert_eq!(
-        authorized.len(),
-        statuses.iter().filter(|(s, _)| s == "PAID").count()
-    );
-    assert_timers_fired_once(&events);
+    assert_nothing_twice(&events, &statuses);
     assert_eq!(
         of_type(&events, "TimerFired").len(),
         60,

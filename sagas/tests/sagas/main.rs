@@ -3,3 +3,5 @@
 
 mod order_saga;
 mod spoilage;
+#[path = "../support/world.rs"]
+mod world;
