@@ -465,30 +465,13 @@ fn spawn_process_managers(
             ));
         }
     }
-    let timers = write.timers.clone();
-    let clock = write.clock.clone();
-    let store = store.clone();
-    workers.push(tokio::spawn(async move {
-        // Several schedulers would each fire a timer once (the `Timer`
-        // aggregate records one `TimerFired`), but one is enough.
-        store
-            .run_leased(
-                sagas::timers::LEASE,
-                &stop,
-                |_| {},
-                |lease| {
-                    let (store, timers, clock) = (store.clone(), timers.clone(), clock.clone());
-                    async move {
-                        let stopping = lease.stopping().clone();
-                        sagas::timers::run(store, timers, clock, Duration::from_secs(1), stopping)
-                            .await;
-                        lease.release().await;
-                        Ok::<(), std::convert::Infallible>(())
-                    }
-                },
-            )
-            .await
-    }));
+    workers.push(tokio::spawn(sagas::timers::run_leased(
+        store.clone(),
+        write.timers.clone(),
+        write.clock.clone(),
+        Duration::from_secs(1),
+        stop,
+    )));
     workers
 }
 

@@ -138,20 +138,16 @@ impl Metrics {
             let held = w.state == store::WorkState::Active;
             metrics::gauge!("freshledger_lease_held", "lease" => w.name.clone()).set(held as u8);
         }
-        // Checkpoints first, then the head (a settled subscriber never
-        // shows a lag it does not have).
-        if let Ok(subscriptions) = store.subscriptions().await {
-            if let Ok(head) = store.head_within(std::time::Duration::from_secs(1)).await {
-                metrics::gauge!("freshledger_log_head_position").set(head as f64);
-                for s in subscriptions {
-                    let name = s.name;
-                    metrics::gauge!("freshledger_subscription_position", "subscription" => name.clone())
-                        .set(s.position as f64);
-                    metrics::gauge!("freshledger_subscription_lag_events", "subscription" => name.clone())
-                        .set(head.saturating_sub(s.position) as f64);
-                    metrics::gauge!("freshledger_subscription_parked", "subscription" => name)
-                        .set(s.parked as u8);
-                }
+        if let Ok(progress) = store.progress(std::time::Duration::from_secs(1)).await {
+            metrics::gauge!("freshledger_log_head_position").set(progress.head as f64);
+            for s in &progress.subscriptions {
+                let name = s.name.clone();
+                metrics::gauge!("freshledger_subscription_position", "subscription" => name.clone())
+                    .set(s.position as f64);
+                metrics::gauge!("freshledger_subscription_lag_events", "subscription" => name.clone())
+                    .set(progress.lag(s) as f64);
+                metrics::gauge!("freshledger_subscription_parked", "subscription" => name)
+                    .set(s.parked as u8);
             }
         }
         for status in command_api::integrations::statuses(integrations).await {

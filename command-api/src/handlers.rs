@@ -530,15 +530,12 @@ pub async fn list_suppliers(State(s): State<AppState>) -> Result<Json<Vec<Suppli
 // --- audit -----------------------------------------------------------------------
 
 pub async fn log_status(State(s): State<AppState>) -> Result<Json<LogStatus>, ApiError> {
-    // Checkpoints first, the head after: a reactor appends its reactions
-    // before it moves its checkpoint, so "every checkpoint at the head" then
-    // means settled. (Read the other way round, a reaction appended between
-    // the two reads made a stale head look settled.)
-    let subscriptions = s.write.store.subscriptions().await?;
+    let progress = s.write.store.progress(crate::READ_BOUND).await?;
     Ok(Json(LogStatus {
-        head_position: s.write.store.head_within(crate::READ_BOUND).await?,
+        head_position: progress.head,
         event_count: s.write.store.count().await?,
-        subscriptions: subscriptions
+        subscriptions: progress
+            .subscriptions
             .into_iter()
             .map(|x| SubscriptionInfo {
                 name: x.name,
@@ -645,20 +642,18 @@ pub async fn readyz(State(s): State<AppState>) -> Result<Json<Readiness>, ApiErr
     let store = &s.write.store;
     let read = async {
         store.ping().await?;
-        // Checkpoints first, then the head (see `log_status`).
-        let subscriptions = store.subscriptions().await?;
-        let head = store.head_within(crate::READ_BOUND).await?;
-        Ok::<_, store::StoreError>((subscriptions, head))
+        store.progress(crate::READ_BOUND).await
     };
     match tokio::time::timeout(crate::READ_BOUND * 2, read).await {
-        Ok(Ok((subscriptions, head))) => Ok(Json(Readiness {
+        Ok(Ok(progress)) => Ok(Json(Readiness {
             status: "ready".into(),
             log_stall: store.stall().map(LogStall::from),
-            head_position: head,
-            subscriptions: subscriptions
-                .into_iter()
+            head_position: progress.head,
+            subscriptions: progress
+                .subscriptions
+                .iter()
                 .map(|x| {
-                    let lag = head.saturating_sub(x.position);
+                    let lag = progress.lag(x);
                     SubscriptionHealth {
                         state: if x.parked {
                             "parked"
@@ -668,10 +663,10 @@ pub async fn readyz(State(s): State<AppState>) -> Result<Json<Readiness>, ApiErr
                             "ok"
                         }
                         .into(),
-                        name: x.name,
+                        name: x.name.clone(),
                         position: x.position,
                         lag,
-                        last_error: x.last_error,
+                        last_error: x.last_error.clone(),
                     }
                 })
                 .collect(),

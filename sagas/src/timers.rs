@@ -108,5 +108,33 @@ pub async fn run(
 /// The lease the scheduler runs under (one process at a time fires).
 pub const LEASE: &str = "timer-scheduler";
 
+/// [`run`], whenever this process holds the lease [`LEASE`], until `stop`.
+/// Several schedulers would each fire a timer once (the `Timer` aggregate
+/// records one `TimerFired`), but one is enough.
+pub async fn run_leased(
+    store: Store,
+    timers: Arc<Aggregates<Timer>>,
+    clock: Arc<dyn Clock>,
+    poll: Duration,
+    stop: CancellationToken,
+) {
+    store
+        .run_leased(
+            LEASE,
+            &stop,
+            |_| {},
+            |lease| {
+                let (store, timers, clock) = (store.clone(), timers.clone(), clock.clone());
+                async move {
+                    let stopping = lease.stopping().clone();
+                    run(store, timers, clock, poll, stopping).await;
+                    lease.release().await;
+                    Ok::<(), std::convert::Infallible>(())
+                }
+            },
+        )
+        .await
+}
+
 /// The least time between two looks prompted by new events.
 pub const SETTLE: Duration = Duration::from_millis(50);

@@ -40,7 +40,9 @@ pub use lease::{Lease, LeaseReport, LeasedWork, Turn, WorkState};
 pub use raw::StoredEvent;
 pub use repo::Repo;
 pub use stall::{Blocker, Stall};
-pub use subscription::{Handler, HandlerError, Reactor, StoreTx, Subscription, SubscriptionStatus};
+pub use subscription::{
+    Handler, HandlerError, Progress, Reactor, StoreTx, Subscription, SubscriptionStatus,
+};
 
 /// How to reach and use the event log.
 #[derive(Debug, Clone)]

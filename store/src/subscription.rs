@@ -180,6 +180,20 @@ async fn react_all(
 const ADVANCE: &str = "UPDATE subscriptions SET position = ?, updated_at = CURRENT_TIMESTAMP \
                        WHERE name = ? AND position = ? AND status = 'running'";
 
+/// The log's head and every subscription ([`Store::progress`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    pub head: u64,
+    pub subscriptions: Vec<SubscriptionStatus>,
+}
+
+impl Progress {
+    /// Events appended that `s` has not applied yet.
+    pub fn lag(&self, s: &SubscriptionStatus) -> u64 {
+        self.head.saturating_sub(s.position)
+    }
+}
+
 /// Where a subscription stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriptionStatus {
@@ -547,6 +561,20 @@ impl Store {
     /// Every subscription's checkpoint and state.
     pub async fn subscriptions(&self) -> Result<Vec<SubscriptionStatus>, StoreError> {
         self.read_subscriptions("ORDER BY name", &[]).await
+    }
+
+    /// Every subscription and the log's head (waiting at most `bound` for
+    /// it), read in that order: a reactor appends its reactions before it
+    /// moves its checkpoint, so "every checkpoint at the head" then means
+    /// settled. (Read the other way round, a reaction appended between the
+    /// two reads made a stale head look settled.)
+    pub async fn progress(&self, bound: Duration) -> Result<Progress, StoreError> {
+        let subscriptions = self.subscriptions().await?;
+        let head = self.head_within(bound).await?;
+        Ok(Progress {
+            head,
+            subscriptions,
+        })
     }
 
     async fn read_subscriptions(

@@ -196,6 +196,20 @@ pub(crate) async fn all_events(app: &App) -> Vec<Value> {
 }
 
 /// No timer fired twice.
+/// What the paid orders bought (each `wants` its line's amount); every
+/// other order was refused for want of stock.
+pub(crate) fn sold(statuses: &[(String, Option<String>)], wants: &[u64]) -> u64 {
+    let mut sold = 0;
+    for ((status, reason), want) in statuses.iter().zip(wants) {
+        match (status.as_str(), reason.as_deref()) {
+            ("PAID", None) => sold += want,
+            ("CANCELLED", Some("out_of_stock")) => {}
+            other => panic!("an order ended as {other:?}"),
+        }
+    }
+    sold
+}
+
 /// One reservation per order and batch, one authorization per payment
 /// (and one per paid order), one firing per timer.
 pub(crate) fn assert_nothing_twice(events: &[Value], statuses: &[(String, Option<String>)]) {
@@ -698,14 +712,7 @@ async fn a_thousand_concurrent_orders_never_oversell(backend: Backend) {
     let ids = place_concurrently(&app, &orders, slot).await;
     let statuses = statuses(&app, &ids).await;
 
-    let mut sold = 0;
-    for ((status, reason), want) in statuses.iter().zip(&wants) {
-        match (status.as_str(), reason.as_deref()) {
-            ("PAID", None) => sold += want,
-            ("CANCELLED", Some("out_of_stock")) => {}
-            other => panic!("an order ended as {other:?}"),
-        }
-    }
+    let sold = sold(&statuses, &wants);
     let stock = batches(&app).await;
     assert_books_balance(&stock);
     let reserved: u64 = stock.iter().map(|b| n(&b["reserved"])).sum();
